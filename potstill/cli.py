@@ -1,0 +1,50 @@
+"""`potstill <command> ...`: parses arguments and calls the stage; errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# name -> (module under potstill.commands, one-line help). Modules load only when used.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "encode": ("encode", "embed the lines of a text file with a teacher"),
+    "eval": ("eval", "evaluate static models (and a teacher) on MTEB task folders"),
+    "inspect": ("inspect", "print the manifest of a potstill output"),
+    "doctor": ("doctor", "print platform, MLX device, BLAS and a measured matmul speed"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="potstill", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(f"potstill.commands.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    module = importlib.import_module(f"potstill.commands.{COMMANDS[args.command][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except (ValueError, OSError) as e:  # our errors are ValueError subclasses with a fix in them
+        if args.verbose:
+            raise
+        print(f"potstill {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"potstill {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

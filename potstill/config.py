@@ -1,0 +1,136 @@
+"""Stage configs: one frozen dataclass per stage, filled from a TOML recipe, then overrides.
+
+Precedence: command-line flags > recipe `[stage]` table > dataclass defaults. The resolved config
+is printed by `--dry-run` and written into every output folder's manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A recipe or an override does not fit a stage config; the message names key and fix."""
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """`potstill encode`: embed the lines of a text file with the teacher."""
+
+    teacher: str = "sentence-transformers/all-MiniLM-L6-v2"
+    input: str = ""
+    out: str = ""
+    batch_size: int = 64
+    prompt: str | None = None
+    max_seq_length: int | None = None
+    skip_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a TOML recipe into a dict of stage tables."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe {p} does not exist; pass a TOML file such as recipes/minilm-256d.toml")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"recipe {p} is not valid TOML: {e}") from e
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Coerce a recipe value or a `key=value` string to a field's annotated type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key) if len(inner) == 1 else value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}={value!r} should be true or false")
+    if hint in (int, float, str):
+        try:
+            return hint(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{key}={value!r} should be a {hint.__name__}") from e
+    if origin in (list, tuple) and isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        return [_coerce(v, args[0], key) for v in items] if args else items
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def build(cls: type[C], *layers: dict[str, Any]) -> C:
+    """Make a config from layered dicts, later ones overriding; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if value is None and key in merged:
+                continue  # an unset command-line flag does not erase the recipe's value
+            if key not in names:
+                raise ConfigError(f"unknown setting {key!r} for {cls.__name__}; known: {', '.join(names)}")
+            merged[key] = _coerce(value, hints[key], key) if value is not None else None
+    try:
+        return cls(**merged)
+    except TypeError as e:
+        raise ConfigError(f"{cls.__name__}: {e}") from e
+
+
+def parse_sets(items: list[str] | None) -> dict[str, str]:
+    """`--set key=value` pairs into a dict."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} should be key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain JSON-able data."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def config_hash(config: Any) -> str:
+    """sha256 of the resolved config's canonical JSON."""
+    return hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()
+
+
+def stage_config(
+    cls: type[C], section: str, recipe: str | Path | None, flags: dict[str, Any], sets: list[str] | None
+) -> C:
+    """Defaults < recipe[section] < `--set` < explicit flags (flags left None do not override)."""
+    table = load_recipe(recipe).get(section, {}) if recipe else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"recipe {recipe}: [{section}] should be a table")
+    explicit = {k: v for k, v in flags.items() if v is not None}
+    return build(cls, table, parse_sets(sets), explicit)

@@ -1,0 +1,1 @@
+"""Teacher-side stages: MLX encoder, teacher, quantization, corpus, featurize, vocabulary, PCA."""

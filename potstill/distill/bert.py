@@ -1,0 +1,205 @@
+"""MLX BERT encoder for Hugging Face `BertModel` checkpoints (BERT, MiniLM, bge, e5, mxbai).
+
+Post-LN transformer: embeddings (word + position + token type, LayerNorm), then per layer
+self-attention -> add & LayerNorm -> GELU feed-forward -> add & LayerNorm. `sanitize` maps
+checkpoint names onto this module tree strictly: an unknown or a missing weight is an error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+SUPPORTED_MODEL_TYPES = ("bert",)
+
+
+class UnsupportedModelError(ValueError):
+    """The checkpoint is not a BERT-family encoder that potstill can run."""
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """The fields of a Hugging Face BERT `config.json` that the encoder uses."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+    model_type: str = "bert"
+    pad_token_id: int = 0
+    position_embedding_type: str = "absolute"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BertConfig:
+        """Build from a `config.json` dict, ignoring unknown keys; refuse non-BERT models."""
+        model_type = str(raw.get("model_type", "bert"))
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise UnsupportedModelError(
+                f"model_type={model_type!r} is not supported; potstill runs BERT-family encoders "
+                f"(model_type 'bert': BERT, MiniLM, bge, e5, mxbai). Pick such a teacher."
+            )
+        names = {f.name for f in fields(cls)}
+        cfg = cls(**{k: v for k, v in raw.items() if k in names})
+        if cfg.hidden_act not in _ACTIVATIONS:
+            raise UnsupportedModelError(
+                f"hidden_act={cfg.hidden_act!r} is not supported; expected one of {sorted(_ACTIVATIONS)}"
+            )
+        if cfg.position_embedding_type != "absolute":
+            raise UnsupportedModelError(
+                f"position_embedding_type={cfg.position_embedding_type!r} is not supported; "
+                "potstill runs absolute position embeddings"
+            )
+        if cfg.hidden_size % cfg.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={cfg.hidden_size} is not divisible by "
+                f"num_attention_heads={cfg.num_attention_heads}"
+            )
+        return cfg
+
+
+_ACTIVATIONS = {
+    "gelu": nn.gelu,
+    "gelu_new": nn.gelu_approx,
+    "gelu_pytorch_tanh": nn.gelu_approx,
+    "relu": nn.relu,
+}
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def __call__(self, input_ids: mx.array) -> mx.array:
+        positions = mx.arange(input_ids.shape[1])
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        # Sentence encoders take a single segment: token type 0 everywhere.
+        x = x + self.token_type_embeddings.weight[0]
+        return self.norm(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.num_heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        b, length, _ = x.shape
+
+        def heads(t: mx.array) -> mx.array:
+            return t.reshape(b, length, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5, mask=mask)
+        return self.out(o.transpose(0, 2, 1, 3).reshape(b, length, -1))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.attention_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.intermediate = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.output = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.output_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.act = _ACTIVATIONS[cfg.hidden_act]
+
+    def __call__(self, x: mx.array, mask: mx.array) -> mx.array:
+        x = self.attention_norm(x + self.attention(x, mask))
+        return self.output_norm(x + self.output(self.act(self.intermediate(x))))
+
+
+class BertEncoder(nn.Module):
+    """Token ids + attention mask -> last-layer hidden states (batch, length, hidden)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.layers = [Layer(cfg) for _ in range(cfg.num_hidden_layers)]
+
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+        x = self.embeddings(input_ids)
+        # Additive mask over keys: 0 for tokens, a large negative number for padding.
+        neg = mx.array(-1e9 if x.dtype == mx.float32 else -6e4, dtype=x.dtype)
+        mask = mx.where(attention_mask[:, None, None, :].astype(mx.bool_), mx.array(0, x.dtype), neg)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x
+
+
+# Checkpoint name (after stripping a `bert.` prefix) -> name in this module tree.
+_RENAMES: list[tuple[str, str]] = [
+    (r"^embeddings\.LayerNorm\.(weight|bias)$", r"embeddings.norm.\1"),
+    (r"^embeddings\.LayerNorm\.gamma$", "embeddings.norm.weight"),
+    (r"^embeddings\.LayerNorm\.beta$", "embeddings.norm.bias"),
+    (r"^embeddings\.(word|position|token_type)_embeddings\.weight$", r"embeddings.\1_embeddings.weight"),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.(query|key|value)\.", r"layers.\1.attention.\2."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.attention.out."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.attention_norm."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.intermediate."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.output."),
+    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.output_norm."),
+]
+# Checkpoint tensors a sentence encoder does not use.
+_DROPPED = re.compile(r"^(pooler\.|cls\.|embeddings\.position_ids$)")
+
+
+def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Map Hugging Face BERT checkpoint names to this encoder's names; unknown names are errors."""
+    out: dict[str, mx.array] = {}
+    unknown: list[str] = []
+    for name, value in weights.items():
+        key = name[len("bert.") :] if name.startswith("bert.") else name
+        if _DROPPED.match(key):
+            continue
+        for pattern, repl in _RENAMES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            unknown.append(name)
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise UnsupportedModelError(
+            f"{len(unknown)} checkpoint tensors do not belong to a BERT encoder ({shown}); "
+            "is this a BertModel checkpoint?"
+        )
+    return out
+
+
+def load_weights(model: BertEncoder, weights: dict[str, mx.array]) -> None:
+    """Load sanitized weights strictly: every parameter present, every shape right."""
+    from mlx.utils import tree_flatten
+
+    expected = dict(tree_flatten(model.parameters()))
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise UnsupportedModelError(
+            f"checkpoint does not match the config: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
+    for name, value in weights.items():
+        if tuple(value.shape) != tuple(expected[name].shape):
+            raise UnsupportedModelError(
+                f"tensor {name} has shape {tuple(value.shape)}, config expects {tuple(expected[name].shape)}"
+            )
+    model.load_weights(list(weights.items()), strict=True)

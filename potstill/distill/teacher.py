@@ -1,0 +1,290 @@
+"""The teacher: a BERT-family sentence encoder in MLX, loaded from a hub id or a local folder.
+
+`Teacher.load(id_or_path)` reads the checkpoint, its tokenizer and its sentence-transformers
+metadata (pooling, normalisation, max length, prompts). `encode(texts)` sorts texts by token
+count, pads each batch to one of a few bucket lengths and runs a compiled forward pass per
+bucket shape, then restores the input order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from tokenizers import Tokenizer
+
+from potstill.distill import checkpoint, quantize
+from potstill.distill.backend import on_cpu
+from potstill.distill.bert import BertConfig, BertEncoder, load_weights, sanitize
+
+logger = logging.getLogger(__name__)
+
+BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+POOLINGS = ("mean", "cls", "token-mean")
+NATIVE_FORMAT = "potstill-mlx"
+_METADATA_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "README.md",
+)
+
+
+def bucket_length(n: int, cap: int) -> int:
+    """The smallest bucket that holds `n` tokens, capped at `cap`."""
+    for b in BUCKETS:
+        if b >= n:
+            return min(b, cap)
+    return cap
+
+
+class Teacher:
+    """A sentence encoder: tokenizer + MLX BERT + pooling (+ normalisation)."""
+
+    def __init__(
+        self,
+        name: str,
+        folder: Path,
+        model: BertEncoder,
+        tokenizer: Tokenizer,
+        meta: checkpoint.SentenceMeta,
+        quantization: dict[str, Any] | None,
+        max_seq_length: int,
+    ):
+        self.name = name
+        self.folder = folder
+        self.model = model
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.quantization = quantization
+        self.max_seq_length = max_seq_length
+        self._compiled: dict[str, Callable[[mx.array, mx.array], mx.array]] = {}
+
+    # ----------------------------------------------------------------------------------- loading
+    @classmethod
+    def load(
+        cls,
+        id_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        max_seq_length: int | None = None,
+        quantization: dict[str, Any] | None = None,
+        dtype: mx.Dtype = mx.float32,
+    ) -> Teacher:
+        """Load a teacher from a local folder or a Hugging Face hub id.
+
+        `quantization` (a config block, see `quantize.uniform_block`) quantizes a float
+        checkpoint on load; a folder saved quantized re-applies its own block.
+        """
+        folder = checkpoint.resolve(id_or_path, revision)
+        config_file = folder / "config.json"
+        if not config_file.exists():
+            raise checkpoint.TeacherLoadError(f"{folder} has no config.json; is this a model folder?")
+        raw = checkpoint.read_json(config_file)
+        cfg = BertConfig.from_dict(raw)
+        files = checkpoint.weight_files(folder)
+        weights: dict[str, mx.array] = {}
+        for f in files:
+            try:
+                weights.update(mx.load(str(f)))  # type: ignore[arg-type]
+            except Exception as e:
+                raise checkpoint.TeacherLoadError(f"cannot read weights {f}: {e}") from e
+        weights = {
+            k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()
+        }
+        native = raw.get("potstill", {}).get("format") == NATIVE_FORMAT
+        saved_quant = raw.get("quantization") if native else None
+        if saved_quant and quantization:
+            raise ValueError(f"{folder} is already quantized; load it without a quantization setting")
+        block = saved_quant or quantization
+        model = BertEncoder(cfg)
+        if saved_quant:
+            quantize.apply(model, saved_quant)
+        load_weights(model, weights if native else sanitize(weights))
+        if quantization and not saved_quant:
+            quantize.apply(model, quantization)
+        if block and on_cpu():
+            quantize.use_cpu_kernels(model)
+        mx.eval(model.parameters())
+        meta = checkpoint.sentence_meta(folder)
+        limit = max_seq_length or meta.max_seq_length or cfg.max_position_embeddings
+        limit = min(limit, cfg.max_position_embeddings)
+        tokenizer = _load_tokenizer(folder)
+        # Truncate the text, not the special tokens: [CLS] ... [SEP] as sentence-transformers does.
+        tokenizer.enable_truncation(max_length=limit)
+        return cls(str(id_or_path), folder, model, tokenizer, meta, block, limit)
+
+    def save(self, out: Path) -> None:
+        """Write this teacher as an MLX folder that `Teacher.load` reads back exactly."""
+        from mlx.utils import tree_flatten
+
+        out.mkdir(parents=True, exist_ok=True)
+        raw = checkpoint.read_json(self.folder / "config.json")
+        raw["potstill"] = {"format": NATIVE_FORMAT, "source": self.name}
+        if self.quantization:
+            raw["quantization"] = self.quantization
+        else:
+            raw.pop("quantization", None)
+        (out / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+        mx.save_safetensors(str(out / "model.safetensors"), dict(tree_flatten(self.model.parameters())))
+        for name in _METADATA_FILES:
+            if (self.folder / name).exists() and self.folder.resolve() != out.resolve():
+                shutil.copy2(self.folder / name, out / name)
+        for sub in self.folder.glob("*_Pooling"):
+            shutil.copytree(sub, out / sub.name, dirs_exist_ok=True)
+        for sub in self.folder.glob("*_Normalize"):
+            shutil.copytree(sub, out / sub.name, dirs_exist_ok=True)
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def dim(self) -> int:
+        """Width of the teacher's embeddings."""
+        return self.model.config.hidden_size
+
+    @property
+    def pooling(self) -> str:
+        return self.meta.pooling
+
+    @property
+    def normalize(self) -> bool:
+        return self.meta.normalize
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """sha256 of the weight files: identifies this teacher in manifests."""
+        return checkpoint.weights_sha256(checkpoint.weight_files(self.folder))
+
+    def prompt_text(self, prompt: str | None) -> str:
+        """A prompt name from the checkpoint (e.g. mxbai's 'query'), or a literal prompt string."""
+        if prompt is None:
+            name = self.meta.default_prompt_name
+            return self.meta.prompts.get(name, "") if name else ""
+        return self.meta.prompts.get(prompt, prompt)
+
+    # ------------------------------------------------------------------------------- encoding
+    def tokenize(self, texts: Sequence[str], prompt: str | None = None) -> list[list[int]]:
+        """Token ids with the tokenizer's special tokens, truncated to `max_seq_length`."""
+        prefix = self.prompt_text(prompt)
+        batch = [prefix + t for t in texts] if prefix else list(texts)
+        return [e.ids for e in self.tokenizer.encode_batch(batch, add_special_tokens=True)]
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 64,
+        prompt: str | None = None,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts: float32 array (len(texts), dim), in input order.
+
+        `pooling` overrides the checkpoint's (mean | cls | token-mean: the mean without the
+        first and last token, tokenlearn's target); `normalize` likewise.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of texts, not a single string")
+        return self.encode_ids(
+            self.tokenize(texts, prompt), batch_size=batch_size, pooling=pooling, normalize=normalize
+        )
+
+    def encode_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 64,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+    ) -> np.ndarray:
+        """Embed token id sequences (special tokens included) as `encode` does."""
+        pooling = pooling or self.pooling
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r} is not supported; use one of {POOLINGS}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        normalize = self.normalize if normalize is None else normalize
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        if not len(ids):
+            return out
+        cap = self.max_seq_length
+        # Over-long sequences keep their last (special) token, as tokenizer truncation does.
+        ids = [list(s) if len(s) <= cap else [*s[: cap - 1], s[-1]] for s in ids]
+        lengths = np.array([len(s) for s in ids])
+        if (lengths == 0).any():
+            raise ValueError(f"sequence {int(np.argmin(lengths))} has no tokens")
+        order = np.argsort(lengths, kind="stable")
+        forward = self._forward(pooling)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = bucket_length(int(lengths[idx].max()), self.max_seq_length)
+            tokens = np.zeros((len(idx), width), dtype=np.int32)
+            mask = np.zeros((len(idx), width), dtype=np.int32)
+            for row, i in enumerate(idx):
+                tokens[row, : lengths[i]] = ids[i]
+                mask[row, : lengths[i]] = 1
+            pooled = forward(mx.array(tokens), mx.array(mask))
+            out[idx] = np.array(pooled.astype(mx.float32), copy=False)
+        if normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.maximum(norms, 1e-12)
+        return out
+
+    def _forward(self, pooling: str) -> Callable[[mx.array, mx.array], mx.array]:
+        if pooling not in self._compiled:
+            model = self.model
+
+            def run(tokens: mx.array, mask: mx.array) -> mx.array:
+                hidden = model(tokens, mask)
+                return pool(hidden, mask, pooling)
+
+            # One compiled graph per input shape; bucketing keeps the number of shapes small.
+            self._compiled[pooling] = mx.compile(run)
+        return self._compiled[pooling]
+
+
+def pool(hidden: mx.array, mask: mx.array, pooling: str) -> mx.array:
+    """Pool hidden states (batch, length, dim) with a 0/1 mask: mean, cls or token-mean."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.astype(hidden.dtype)
+    if pooling == "token-mean":
+        # Drop the first ([CLS]) and the last real ([SEP]) token of every row.
+        last = mask.sum(axis=1, keepdims=True) - 1
+        positions = mx.arange(mask.shape[1])[None, :]
+        weights = weights * (positions > 0) * (positions < last)
+    total = mx.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+    return (hidden * weights[..., None]).sum(axis=1) / total
+
+
+def _load_tokenizer(folder: Path) -> Tokenizer:
+    """`tokenizer.json`, or a WordPiece tokenizer from `vocab.txt`; padding and truncation off."""
+    if (folder / "tokenizer.json").exists():
+        try:
+            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as e:
+            raise checkpoint.TeacherLoadError(f"cannot read {folder / 'tokenizer.json'}: {e}") from e
+    elif (folder / "vocab.txt").exists():
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        lower = True
+        if (folder / "tokenizer_config.json").exists():
+            lower = bool(checkpoint.read_json(folder / "tokenizer_config.json").get("do_lower_case", True))
+        tok = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=lower)._tokenizer
+    else:
+        raise checkpoint.TeacherLoadError(f"{folder} has no tokenizer: expected tokenizer.json or vocab.txt")
+    # We pad per batch ourselves and set truncation in Teacher.load; a tokenizer.json that pads every
+    # sequence to 128 (as all-MiniLM-L6-v2's does) would waste most of the compute.
+    tok.no_padding()
+    tok.no_truncation()
+    return tok

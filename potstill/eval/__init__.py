@@ -1,0 +1,1 @@
+"""Evaluation: MTEB tasks from task folders, speed, and reports."""
