@@ -62,9 +62,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key) if len(inner) == 1 else value
     if hint is bool:
@@ -134,3 +134,28 @@ def stage_config(
         raise ConfigError(f"recipe {recipe}: [{section}] should be a table")
     explicit = {k: v for k, v in flags.items() if v is not None}
     return build(cls, table, parse_sets(sets), explicit)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`potstill eval`: MTEB scores, encode speed and size of static models (and a teacher)."""
+
+    models: tuple[str, ...] = ()  # model2vec folders
+    teacher: str | None = None  # hub id or folder of the MLX teacher, evaluated beside them
+    tasks: str = ""  # a folder of task folders (or one task folder)
+    task: tuple[str, ...] = ()  # names of the task folders to run; empty: all
+    mteb: tuple[str, ...] = ()  # mteb hub task names (online only)
+    out: str = ""
+    split: str = "test"  # evaluation split; classification trains on `train`
+    batch_size: int = 64  # teacher batch size
+    max_seq_length: int | None = None  # teacher truncation; None: the checkpoint's
+    speed_sentences: int = 2000  # sentences timed per model; 0 skips the speed measurement
+    speed_task: str = "STSBenchmark"  # the task folder whose sentences are timed
+
+    def __post_init__(self) -> None:
+        for name in ("models", "task", "mteb"):  # recipe lists and `--set a,b` both become tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+        if self.speed_sentences < 0:
+            raise ConfigError(f"speed_sentences={self.speed_sentences} must be >= 0 (0 skips timing)")

@@ -15,9 +15,12 @@ import glob
 import logging
 import os
 import platform
+import shutil
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +132,44 @@ def setup_blas() -> BlasState:
     return _STATE
 
 
+@contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run the block with the loaded BLAS (MKL or OpenBLAS) limited to `n` threads.
+
+    Used when potstill runs one MLX stream per core: each stream's matmuls then take one core
+    instead of all streams' BLAS calls fighting over every core. A no-op for other BLAS.
+    """
+    lib_path = blas_state().library
+    lib = ctypes.CDLL(lib_path) if lib_path else None
+    get = set_ = None
+    if lib is not None and hasattr(lib, "MKL_Set_Num_Threads"):
+        get, set_ = lib.MKL_Get_Max_Threads, lib.MKL_Set_Num_Threads
+    elif lib is not None and hasattr(lib, "openblas_set_num_threads"):
+        get, set_ = lib.openblas_get_num_threads, lib.openblas_set_num_threads
+    if get is None or set_ is None:
+        yield
+        return
+    before = int(get())
+    set_(ctypes.c_int(n))
+    try:
+        yield
+    finally:
+        set_(ctypes.c_int(before))
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def jit_compiler() -> str | None:
+    """The C++ compiler MLX's CPU `mx.compile` uses to fuse kernels (g++), or None."""
+    return shutil.which("g++")
+
+
 def blas_state() -> BlasState:
     """The BLAS state of this process (sets it up if that has not happened yet)."""
     return setup_blas()
@@ -171,11 +212,12 @@ def doctor_report() -> dict[str, str]:
     state = blas_state()
     return {
         "platform": f"{platform.system()} {platform.machine()} (python {platform.python_version()})",
-        "mlx": mx.__version__,
+        "mlx": getattr(mx, "__version__", "unknown"),
         "device": str(mx.default_device()),
         "gpu available": str(mx.is_available(mx.gpu)),
         "blas": state.library or "bundled (reference)",
         "blas reason": state.reason,
-        "cpu threads": str(os.cpu_count()),
+        "cpu cores": str(cpu_cores()),
+        "jit compiler (mx.compile)": jit_compiler() or "none: compiled kernels run unfused (slower)",
         "matmul 512x1024x1024 fp32": f"{matmul_gflops():.1f} GFLOP/s",
     }

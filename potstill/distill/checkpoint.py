@@ -146,6 +146,12 @@ def sentence_meta(folder: Path) -> SentenceMeta:
                 pooling = _pooling_mode(read_json(folder / m.get("path", "") / "config.json"))
             elif kind.endswith("Normalize"):
                 normalize = True
+            elif not kind.endswith("Transformer"):
+                # A Dense or other head after pooling changes the embedding: never drop it silently.
+                raise TeacherLoadError(
+                    f"{modules_file}: module {kind!r} is not supported; potstill runs "
+                    "Transformer + Pooling (+ Normalize) sentence encoders"
+                )
     else:
         logger.warning("%s has no modules.json: assuming mean pooling without normalisation", folder)
     max_len = None
@@ -162,10 +168,26 @@ def sentence_meta(folder: Path) -> SentenceMeta:
     return SentenceMeta(pooling, normalize, int(max_len) if max_len else None, prompts, default_prompt)
 
 
+# sentence-transformers' legacy 1_Pooling flags, in its order; v5+ writes `pooling_mode` instead.
+_LEGACY_POOLING_FLAGS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
 def _pooling_mode(cfg: dict[str, Any]) -> str:
-    if cfg.get("pooling_mode_cls_token"):
-        return "cls"
-    if cfg.get("pooling_mode_mean_tokens"):
-        return "mean"
-    other = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
-    raise TeacherLoadError(f"pooling {other} is not supported; potstill supports CLS and mean pooling")
+    """The one pooling mode of a 1_Pooling config (`pooling_mode`, or the legacy flags)."""
+    mode = cfg.get("pooling_mode")
+    if mode is None:
+        # As sentence-transformers reads it: several flags concatenate, none means mean.
+        mode = [name for key, name in _LEGACY_POOLING_FLAGS.items() if cfg.get(key)] or ["mean"]
+    modes = [mode] if isinstance(mode, str) else [str(m) for m in mode]
+    if modes in (["cls"], ["mean"]):
+        return modes[0]
+    raise TeacherLoadError(
+        f"pooling {modes} is not supported; potstill supports a single CLS or mean pooling"
+    )

@@ -2,8 +2,8 @@
 
 `Teacher.load(id_or_path)` reads the checkpoint, its tokenizer and its sentence-transformers
 metadata (pooling, normalisation, max length, prompts). `encode(texts)` sorts texts by token
-count, pads each batch to one of a few bucket lengths and runs a compiled forward pass per
-bucket shape, then restores the input order.
+count, pads each batch to its longest text (rounded up to a multiple of 8), spreads batches over
+one MLX stream per CPU core, then restores the input order.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from potstill.distill import checkpoint, quantize
-from potstill.distill.backend import on_cpu
+from potstill.distill.backend import blas_threads, cpu_cores, on_cpu
 from potstill.distill.bert import BertConfig, BertEncoder, load_weights, sanitize
 
 logger = logging.getLogger(__name__)
 
-BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+PAD_MULTIPLE = 8
 POOLINGS = ("mean", "cls", "token-mean")
 NATIVE_FORMAT = "potstill-mlx"
 _METADATA_FILES = (
@@ -42,11 +43,8 @@ _METADATA_FILES = (
 
 
 def bucket_length(n: int, cap: int) -> int:
-    """The smallest bucket that holds `n` tokens, capped at `cap`."""
-    for b in BUCKETS:
-        if b >= n:
-            return min(b, cap)
-    return cap
+    """`n` rounded up to a multiple of 8 (aligned rows, little padding), capped at `cap`."""
+    return min(-(-n // PAD_MULTIPLE) * PAD_MULTIPLE, cap)
 
 
 class Teacher:
@@ -69,7 +67,8 @@ class Teacher:
         self.meta = meta
         self.quantization = quantization
         self.max_seq_length = max_seq_length
-        self._compiled: dict[str, Callable[[mx.array, mx.array], mx.array]] = {}
+        self.cpu_streams = cpu_cores()
+        self._stream_list: list[mx.Stream] | None = None
 
     # ----------------------------------------------------------------------------------- loading
     @classmethod
@@ -224,33 +223,43 @@ class Teacher:
         if (lengths == 0).any():
             raise ValueError(f"sequence {int(np.argmin(lengths))} has no tokens")
         order = np.argsort(lengths, kind="stable")
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         forward = self._forward(pooling)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            width = bucket_length(int(lengths[idx].max()), self.max_seq_length)
-            tokens = np.zeros((len(idx), width), dtype=np.int32)
-            mask = np.zeros((len(idx), width), dtype=np.int32)
-            for row, i in enumerate(idx):
-                tokens[row, : lengths[i]] = ids[i]
-                mask[row, : lengths[i]] = 1
-            pooled = forward(mx.array(tokens), mx.array(mask))
-            out[idx] = np.array(pooled.astype(mx.float32), copy=False)
+        streams = self._streams()
+        # One stream per core, each running whole batches with a one-thread BLAS: MLX's CPU
+        # element-wise ops are single-threaded, so this keeps every core busy all the time.
+        threads = blas_threads(1) if len(streams) > 1 else nullcontext()
+        with threads:
+            for group in range(0, len(batches), len(streams)):
+                running = []
+                for stream, idx in zip(streams, batches[group : group + len(streams)], strict=False):
+                    tokens, mask = _pad([ids[i] for i in idx], self.max_seq_length)
+                    with mx.stream(stream):
+                        running.append((idx, forward(tokens, mask)))
+                mx.eval([r for _, r in running])
+                for idx, pooled in running:
+                    out[idx] = np.array(pooled.astype(mx.float32), copy=False)
         if normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out /= np.maximum(norms, 1e-12)
         return out
 
     def _forward(self, pooling: str) -> Callable[[mx.array, mx.array], mx.array]:
-        if pooling not in self._compiled:
-            model = self.model
+        model = self.model
 
-            def run(tokens: mx.array, mask: mx.array) -> mx.array:
-                hidden = model(tokens, mask)
-                return pool(hidden, mask, pooling)
+        def run(tokens: mx.array, mask: mx.array) -> mx.array:
+            return pool(model(tokens, mask), mask, pooling)
 
-            # One compiled graph per input shape; bucketing keeps the number of shapes small.
-            self._compiled[pooling] = mx.compile(run)
-        return self._compiled[pooling]
+        return run
+
+    def _streams(self) -> list[mx.Stream]:
+        """Streams to spread batches over: one per core on CPU, the default one on a GPU."""
+        if self._stream_list is None:
+            if on_cpu() and self.cpu_streams > 1:
+                self._stream_list = [mx.new_stream(mx.cpu) for _ in range(self.cpu_streams)]
+            else:
+                self._stream_list = [mx.default_stream(mx.default_device())]
+        return self._stream_list
 
 
 def pool(hidden: mx.array, mask: mx.array, pooling: str) -> mx.array:
@@ -265,6 +274,17 @@ def pool(hidden: mx.array, mask: mx.array, pooling: str) -> mx.array:
         weights = weights * (positions > 0) * (positions < last)
     total = mx.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
     return (hidden * weights[..., None]).sum(axis=1) / total
+
+
+def _pad(rows: list[list[int]], cap: int) -> tuple[mx.array, mx.array]:
+    """Right-pad id rows to a bucket length: (tokens, 0/1 mask), int32."""
+    width = bucket_length(max(len(r) for r in rows), cap)
+    tokens = np.zeros((len(rows), width), dtype=np.int32)
+    mask = np.zeros((len(rows), width), dtype=np.int32)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return mx.array(tokens), mx.array(mask)
 
 
 def _load_tokenizer(folder: Path) -> Tokenizer:

