@@ -11,6 +11,9 @@ from collections.abc import Sequence
 # name -> (module under potstill.commands, one-line help). Modules load only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("encode", "embed the lines of a text file with a teacher"),
+    "featurize": ("featurize", "embed a corpus with the teacher into resumable shards"),
+    "merge-features": ("merge_features", "join the featurized parts of one job"),
+    "convert-features": ("convert_features", "tokenlearn <-> potstill featurized formats"),
     "eval": ("eval", "evaluate static models (and a teacher) on MTEB task folders"),
     "inspect": ("inspect", "print the manifest of a potstill output"),
     "doctor": ("doctor", "print platform, MLX device, BLAS and a measured matmul speed"),
