@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "featurize": ("featurize", "embed a corpus with the teacher into resumable shards"),
     "merge-features": ("merge_features", "join the featurized parts of one job"),
     "convert-features": ("convert_features", "tokenlearn <-> potstill featurized formats"),
+    "distill": ("distill", "vocabulary, token embeddings, PCA and SIF into a first static model"),
     "eval": ("eval", "evaluate static models (and a teacher) on MTEB task folders"),
     "inspect": ("inspect", "print the manifest of a potstill output"),
     "doctor": ("doctor", "print platform, MLX device, BLAS and a measured matmul speed"),

@@ -159,3 +159,75 @@ class EvalConfig:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         if self.speed_sentences < 0:
             raise ConfigError(f"speed_sentences={self.speed_sentences} must be >= 0 (0 skips timing)")
+
+
+TARGETS = ("teacher", "token-mean")
+
+
+@dataclass(frozen=True)
+class FeaturizeConfig:
+    """`potstill featurize`: a corpus into resumable shards of teacher embeddings."""
+
+    teacher: str = "sentence-transformers/all-MiniLM-L6-v2"
+    corpus: str = "hf:allenai/c4:en"  # a file (.txt/.txt.gz/.jsonl/.parquet) or hf:NAME[:CONFIG]
+    out: str = ""
+    text_field: str = "text"
+    split_sentences: bool = False
+    min_words: int = 1
+    max_words: int = 10_000
+    dedupe: bool = True
+    sample_rate: float = 1.0
+    seed: int = 0
+    max_sentences: int | None = None
+    skip_invalid: bool = False
+    target: str = "teacher"  # teacher: its own pooling + normalisation; token-mean: tokenlearn's
+    prompt: str | None = None  # a prompt name of the teacher (e.g. query) or literal text
+    batch_size: int = 64
+    max_seq_length: int | None = None
+    shard_size: int = 10_000
+    num_parts: int = 1
+    part: int = 0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"target={self.target!r} is not known; use one of {TARGETS}")
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise ConfigError("shard_size and batch_size must be >= 1")
+        if self.num_parts < 1 or not 0 <= self.part < self.num_parts:
+            raise ConfigError(f"part={self.part} must be in [0, num_parts={self.num_parts})")
+        if self.max_sentences is not None and self.max_sentences < 1:
+            raise ConfigError(f"max_sentences={self.max_sentences} must be >= 1")
+        if not 0.0 < self.sample_rate <= 1.0:
+            raise ConfigError(f"sample_rate={self.sample_rate} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """`potstill distill`: vocabulary, token embeddings, PCA and SIF weights -> a static model."""
+
+    teacher: str = "sentence-transformers/all-MiniLM-L6-v2"
+    out: str = ""
+    dims: int = 256
+    features: str | None = None  # a featurize store: its texts give corpus words and frequencies
+    corpus: str | None = None  # or a text corpus file (same readers as featurize)
+    max_corpus_sentences: int | None = None
+    vocab_size: int = 0  # most frequent corpus words (split by the teacher) to add; 0: none
+    min_frequency: int = 2
+    vocab: str | None = None  # a user vocabulary file (one token per line) instead of corpus words
+    remove_pattern: str = r"\[unused\d+\]"
+    pooling: str = "mean"  # mean (over [CLS] tok [SEP], model2vec's) | cls | teacher
+    sif: str = "auto"  # auto: corpus frequencies when a corpus is given, else zipf | zipf | corpus | none
+    sif_coefficient: float = 1e-4
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.dims < 1:
+            raise ConfigError(f"dims={self.dims} must be >= 1")
+        if self.vocab_size < 0:
+            raise ConfigError(f"vocab_size={self.vocab_size} must be >= 0")
+        if self.sif not in ("auto", "zipf", "corpus", "none"):
+            raise ConfigError(f"sif={self.sif!r} is not known; use auto, zipf, corpus or none")
+        if self.pooling not in ("mean", "cls", "teacher"):
+            raise ConfigError(f"pooling={self.pooling!r} is not known; use mean, cls or teacher")
+        if self.features and self.corpus:
+            raise ConfigError("give --features or --corpus, not both")

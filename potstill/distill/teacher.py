@@ -2,7 +2,7 @@
 
 `Teacher.load(id_or_path)` reads the checkpoint, its tokenizer and its sentence-transformers
 metadata (pooling, normalisation, max length, prompts). `encode(texts)` sorts texts by token
-count, pads each batch to its longest text (rounded up to a multiple of 8), spreads batches over
+count, pads each batch to its longest text, spreads batches over
 one MLX stream per CPU core, then restores the input order.
 """
 
@@ -27,7 +27,6 @@ from potstill.distill.bert import BertConfig, BertEncoder, load_weights, sanitiz
 
 logger = logging.getLogger(__name__)
 
-PAD_MULTIPLE = 8
 POOLINGS = ("mean", "cls", "token-mean")
 NATIVE_FORMAT = "potstill-mlx"
 _METADATA_FILES = (
@@ -40,11 +39,6 @@ _METADATA_FILES = (
     "config_sentence_transformers.json",
     "README.md",
 )
-
-
-def bucket_length(n: int, cap: int) -> int:
-    """`n` rounded up to a multiple of 8 (aligned rows, little padding), capped at `cap`."""
-    return min(-(-n // PAD_MULTIPLE) * PAD_MULTIPLE, cap)
 
 
 class Teacher:
@@ -277,8 +271,10 @@ def pool(hidden: mx.array, mask: mx.array, pooling: str) -> mx.array:
 
 
 def _pad(rows: list[list[int]], cap: int) -> tuple[mx.array, mx.array]:
-    """Right-pad id rows to a bucket length: (tokens, 0/1 mask), int32."""
-    width = bucket_length(max(len(r) for r in rows), cap)
+    """Right-pad id rows to the longest row: (tokens, 0/1 mask), int32. The encoder is not
+    shape-compiled (only its element-wise GELU is, shapelessly), so exact widths cost nothing and
+    short rows (a vocabulary token is 3 ids) waste no compute on padding."""
+    width = min(max(len(r) for r in rows), cap)
     tokens = np.zeros((len(rows), width), dtype=np.int32)
     mask = np.zeros((len(rows), width), dtype=np.int32)
     for i, r in enumerate(rows):

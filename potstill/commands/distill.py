@@ -1,0 +1,39 @@
+"""`potstill distill --teacher T --dims 256 [--features DIR | --corpus FILE] [--vocab-size N] --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from potstill.commands.common import add_common, print_config
+from potstill.config import DistillConfig, stage_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--teacher", help="hub id or local folder of the teacher")
+    parser.add_argument("--dims", type=int, help="PCA dimensions (<= teacher width)")
+    parser.add_argument("--features", help="featurized store: corpus words and frequencies from its texts")
+    parser.add_argument("--corpus", help="or a corpus file (.txt/.gz/.jsonl/.parquet)")
+    parser.add_argument("--max-corpus-sentences", type=int, dest="max_corpus_sentences")
+    parser.add_argument("--vocab-size", type=int, dest="vocab_size", help="corpus words to add (0: none)")
+    parser.add_argument("--min-frequency", type=int, dest="min_frequency")
+    parser.add_argument("--vocab", help="a vocabulary file (one word per line) instead of corpus words")
+    parser.add_argument("--pooling", choices=["mean", "cls", "teacher"])
+    parser.add_argument("--sif", choices=["auto", "zipf", "corpus", "none"])
+    parser.add_argument("--sif-coefficient", type=float, dest="sif_coefficient")
+    parser.add_argument("--batch-size", type=int, dest="batch_size")
+    add_common(parser, out_help="model2vec model folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [f.name for f in dataclasses.fields(DistillConfig)]
+    flags = {n: getattr(args, n, None) for n in names}
+    cfg = stage_config(DistillConfig, "distill", args.recipe, flags, args.set)
+    if args.dry_run:
+        print_config(cfg)
+        return 0
+    from potstill.distill.build import distill
+
+    out = distill(cfg)
+    print(f"static model in {out}")
+    return 0

@@ -1,0 +1,139 @@
+"""Distill on a tiny random BERT: vocabulary, tokenizer, PCA, SIF weights, model2vec loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_bert
+from model2vec import StaticModel
+
+from potstill.config import DistillConfig, FeaturizeConfig
+from potstill.distill import store
+from potstill.distill.build import distill
+from potstill.distill.featurize import featurize
+from potstill.distill.pca import fit_pca
+from potstill.distill.teacher import Teacher
+from potstill.distill.tokens import token_ids
+from potstill.distill.vocab import VocabularyError, static_tokenizer, teacher_tokens
+from potstill.distill.weighting import sif_weights, zipf_probabilities
+
+CORPUS = [
+    "the zebra walked over the zebra bridge.",
+    "a zebra and a quokka played.",
+    "the quokka is a quokka.",
+    "zebra zebra quokka the cat sat.",
+]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_bert(tmp_path_factory.mktemp("distill") / "model")
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    p = tmp_path / "corpus.txt"
+    p.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    return p
+
+
+def test_vocabulary_order_and_new_words_are_single_ids(model: Path, corpus: Path, tmp_path: Path) -> None:
+    out = distill(
+        DistillConfig(teacher=str(model), out=str(tmp_path / "m"), dims=8, corpus=str(corpus), vocab_size=5)
+    )
+    teacher = Teacher.load(model)
+    base = teacher_tokens(teacher.tokenizer)
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    ordered = sorted(vocab, key=vocab.__getitem__)
+    # teacher tokens first, in id order; then corpus words by frequency (zebra x6, quokka x4)
+    assert ordered[: len(base)] == base
+    assert ordered[len(base) :] == ["zebra", "quokka"]
+    static = StaticModel.from_pretrained(out)
+    assert static.embedding.shape == (len(base) + 2, 8)
+    assert static.tokenizer.encode("zebra quokka", add_special_tokens=False).ids == [len(base), len(base) + 1]
+    assert json.loads((out / "tokenizer.json").read_text())["post_processor"] is None
+    emb = static.encode(["the zebra sat.", "quokka"])
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+
+
+def test_teacher_only_matches_model2vec_algorithm(model: Path, tmp_path: Path) -> None:
+    """Zipf SIF over the row order, PCA of [CLS] tok [SEP] means: recomputed here by hand."""
+    out = distill(DistillConfig(teacher=str(model), out=str(tmp_path / "m"), dims=6))
+    teacher = Teacher.load(model)
+    tokens = teacher_tokens(teacher.tokenizer)
+    ids = token_ids(teacher, tokens)
+    assert ids[tokens.index("cat")] == [2, teacher.tokenizer.token_to_id("cat"), 3]
+    raw = np.stack([teacher.encode_ids([i], pooling="mean", normalize=False)[0] for i in ids])
+    centred = raw - raw.mean(0)
+    vals, vecs = np.linalg.eigh(np.cov(centred.T))
+    comps = vecs[:, np.argsort(vals)[::-1][:6]]
+    scores = centred @ comps
+    scores *= np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(6)])
+    p = 1 / np.arange(2, len(tokens) + 2)
+    expected = scores * (1e-4 / (1e-4 + p / p.sum()))[:, None]
+    got = StaticModel.from_pretrained(out).embedding
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_corpus_sif_from_features_and_foreign_features_refused(
+    model: Path, corpus: Path, tmp_path: Path
+) -> None:
+    feats = featurize(
+        FeaturizeConfig(teacher=str(model), corpus=str(corpus), out=str(tmp_path / "f"), shard_size=2)
+    )
+    out = distill(
+        DistillConfig(teacher=str(model), out=str(tmp_path / "m"), dims=8, features=str(feats), vocab_size=5)
+    )
+    meta = json.loads((out / "manifest.json").read_text())
+    assert meta["sif"] == "corpus" and meta["rows"] == meta["teacher_tokens"] + 2
+    other = make_bert(tmp_path / "other", layers=1)
+    with pytest.raises(store.StoreError, match="featurize with this teacher"):
+        distill(DistillConfig(teacher=str(other), out=str(tmp_path / "m2"), dims=8, features=str(feats)))
+
+
+def test_bad_dims_and_empty_vocabulary(model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exceeds the teacher width 64"):
+        distill(DistillConfig(teacher=str(model), out=str(tmp_path / "a"), dims=65))
+    with pytest.raises(ValueError, match="exceeds the vocabulary size"):
+        fit_pca(np.zeros((5, 10), np.float32), 6)
+    teacher = Teacher.load(model)
+    with pytest.raises(VocabularyError, match="empty"):
+        teacher_tokens(teacher.tokenizer, remove_pattern=".*")
+    with pytest.raises(VocabularyError, match="unknown token"):
+        static_tokenizer(teacher.tokenizer, ["cat", "dog"])
+
+
+def test_pca_and_sif_basics() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 10)) * np.arange(1, 11)
+    pca = fit_pca(x.astype(np.float32), 3)
+    assert pca.components.shape == (3, 10)
+    np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(3), atol=1e-5)
+    assert np.argmax(np.abs(pca.components[0])) == 9  # largest variance axis first
+    w = sif_weights(zipf_probabilities(100), 1e-4)
+    assert np.all(np.diff(w) > 0) and w[0] < 0.01 < w[-1] < 1
+    with pytest.raises(ValueError, match="sif_coefficient"):
+        sif_weights(zipf_probabilities(3), 1.5)
+
+
+def test_cli_distill(model: Path, corpus: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    res = run_cli(
+        "distill",
+        "--teacher",
+        model,
+        "--dims",
+        "8",
+        "--corpus",
+        corpus,
+        "--vocab-size",
+        "2",
+        "--out",
+        tmp_path / "m",
+    )
+    assert res.returncode == 0, res.stderr
+    assert StaticModel.from_pretrained(tmp_path / "m").embedding.shape[1] == 8
+    res = run_cli("distill", "--teacher", model, "--dims", "999", "--out", tmp_path / "m2")
+    assert res.returncode == 2 and "dims=999 exceeds the teacher width 64" in res.stderr
