@@ -39,8 +39,8 @@ def corpus_texts(cfg: DistillConfig, teacher: Teacher) -> Callable[[], Iterator[
         sha = ident.get("teacher_weights_sha256")
         if sha is not None and sha != teacher.weights_sha256:
             raise store.StoreError(
-                f"{folder} was featurized with teacher {ident.get('teacher')!r} (weights {sha[:12]}...), "
-                f"not with {teacher.name!r} ({teacher.weights_sha256[:12]}...); featurize with this teacher"
+                f"{folder} was featurized with another teacher (weights sha256 {sha[:12]}...) than "
+                f"{teacher.name!r} ({teacher.weights_sha256[:12]}...); featurize with this teacher"
             )
 
         def from_store() -> Iterator[str]:

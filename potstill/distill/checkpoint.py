@@ -51,6 +51,7 @@ class SentenceMeta:
     max_seq_length: int | None = None
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
+    include_prompt: bool = True  # False: [CLS] and prompt tokens stay out of a mean pooling
 
 
 def resolve(id_or_path: str | Path, revision: str | None = None) -> Path:
@@ -136,14 +137,16 @@ def weights_sha256(files: list[Path]) -> str:
 
 def sentence_meta(folder: Path) -> SentenceMeta:
     """Pooling, normalisation, max length and prompts from sentence-transformers files."""
-    pooling, normalize = "mean", False
+    pooling, normalize, include_prompt = "mean", False, True
     modules_file = folder / "modules.json"
     if modules_file.exists():
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
         for m in modules:
             kind = str(m.get("type", ""))
             if kind.endswith("Pooling"):
-                pooling = _pooling_mode(read_json(folder / m.get("path", "") / "config.json"))
+                pooling_cfg = read_json(folder / m.get("path", "") / "config.json")
+                pooling = _pooling_mode(pooling_cfg)
+                include_prompt = bool(pooling_cfg.get("include_prompt", True))
             elif kind.endswith("Normalize"):
                 normalize = True
             elif not kind.endswith("Transformer"):
@@ -165,7 +168,8 @@ def sentence_meta(folder: Path) -> SentenceMeta:
         meta = read_json(st_meta)
         prompts = {str(k): str(v) for k, v in (meta.get("prompts") or {}).items()}
         default_prompt = meta.get("default_prompt_name")
-    return SentenceMeta(pooling, normalize, int(max_len) if max_len else None, prompts, default_prompt)
+    max_len_int = int(max_len) if max_len else None
+    return SentenceMeta(pooling, normalize, max_len_int, prompts, default_prompt, include_prompt)
 
 
 # sentence-transformers' legacy 1_Pooling flags, in its order; v5+ writes `pooling_mode` instead.

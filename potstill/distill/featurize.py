@@ -55,8 +55,8 @@ def identity(cfg: FeaturizeConfig, teacher: Any) -> dict[str, Any]:
     spec = asdict(corpus_spec(cfg))
     if not cfg.corpus.startswith(HF_PREFIX):
         spec["source"] = os.path.basename(cfg.corpus)  # the same file may sit elsewhere on another machine
+    # The weights' sha256 identifies the teacher; its path may differ between machines.
     return {
-        "teacher": teacher.name,
         "teacher_weights_sha256": teacher.weights_sha256,
         "quantization": teacher.quantization,
         "target": cfg.target,

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 POOLINGS = ("mean", "cls", "token-mean")
 NATIVE_FORMAT = "potstill-mlx"
+NATIVE_VERSION = 1  # bump when the module tree (parameter names) changes
 _METADATA_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -62,7 +63,6 @@ class Teacher:
         self.quantization = quantization
         self.max_seq_length = max_seq_length
         self.cpu_streams = cpu_cores()
-        self._stream_list: list[mx.Stream] | None = None
 
     # ----------------------------------------------------------------------------------- loading
     @classmethod
@@ -97,6 +97,11 @@ class Teacher:
             k: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v for k, v in weights.items()
         }
         native = raw.get("potstill", {}).get("format") == NATIVE_FORMAT
+        if native and raw["potstill"].get("version") != NATIVE_VERSION:
+            raise checkpoint.TeacherLoadError(
+                f"{folder} was saved by another potstill version (format version "
+                f"{raw['potstill'].get('version')}, this one reads {NATIVE_VERSION}); save it again from the source checkpoint"
+            )
         saved_quant = raw.get("quantization") if native else None
         if saved_quant and quantization:
             raise ValueError(f"{folder} is already quantized; load it without a quantization setting")
@@ -124,20 +129,24 @@ class Teacher:
 
         out.mkdir(parents=True, exist_ok=True)
         raw = checkpoint.read_json(self.folder / "config.json")
-        raw["potstill"] = {"format": NATIVE_FORMAT, "source": self.name}
+        raw["potstill"] = {"format": NATIVE_FORMAT, "version": NATIVE_VERSION, "source": self.name}
         if self.quantization:
             raw["quantization"] = self.quantization
         else:
             raw.pop("quantization", None)
         (out / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
         mx.save_safetensors(str(out / "model.safetensors"), dict(tree_flatten(self.model.parameters())))
-        for name in _METADATA_FILES:
-            if (self.folder / name).exists() and self.folder.resolve() != out.resolve():
-                shutil.copy2(self.folder / name, out / name)
-        for sub in self.folder.glob("*_Pooling"):
-            shutil.copytree(sub, out / sub.name, dirs_exist_ok=True)
-        for sub in self.folder.glob("*_Normalize"):
-            shutil.copytree(sub, out / sub.name, dirs_exist_ok=True)
+        if self.folder.resolve() != out.resolve():
+            for name in _METADATA_FILES:
+                if (self.folder / name).exists():
+                    shutil.copy2(self.folder / name, out / name)
+            for sub in [*self.folder.glob("*_Pooling"), *self.folder.glob("*_Normalize")]:
+                shutil.copytree(sub, out / sub.name, dirs_exist_ok=True)
+        # The max length this teacher runs with (a load-time override included) travels along.
+        st_config = out / "sentence_bert_config.json"
+        st = checkpoint.read_json(st_config) if st_config.exists() else {}
+        st["max_seq_length"] = self.max_seq_length
+        st_config.write_text(json.dumps(st, indent=2) + "\n", encoding="utf-8")
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -188,8 +197,17 @@ class Teacher:
         """
         if isinstance(texts, str):
             raise TypeError("encode takes a list of texts, not a single string")
+        skip = 0
+        prefix = self.prompt_text(prompt)
+        if prefix and not self.meta.include_prompt:
+            # As sentence-transformers: [CLS] and the prompt's tokens stay out of the pooling.
+            skip = len(self.tokenizer.encode(prefix, add_special_tokens=True).ids) - 1
         return self.encode_ids(
-            self.tokenize(texts, prompt), batch_size=batch_size, pooling=pooling, normalize=normalize
+            self.tokenize(texts, prompt),
+            batch_size=batch_size,
+            pooling=pooling,
+            normalize=normalize,
+            skip_leading=skip,
         )
 
     def encode_ids(
@@ -199,8 +217,10 @@ class Teacher:
         batch_size: int = 64,
         pooling: str | None = None,
         normalize: bool | None = None,
+        skip_leading: int = 0,
     ) -> np.ndarray:
-        """Embed token id sequences (special tokens included) as `encode` does."""
+        """Embed token id sequences (special tokens included) as `encode` does; a mean pooling
+        leaves out the first `skip_leading` positions."""
         pooling = pooling or self.pooling
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not supported; use one of {POOLINGS}")
@@ -218,7 +238,7 @@ class Teacher:
             raise ValueError(f"sequence {int(np.argmin(lengths))} has no tokens")
         order = np.argsort(lengths, kind="stable")
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        forward = self._forward(pooling)
+        forward = self._forward(pooling, skip_leading)
         streams = self._streams()
         # One stream per core, each running whole batches with a one-thread BLAS: MLX's CPU
         # element-wise ops are single-threaded, so this keeps every core busy all the time.
@@ -238,29 +258,29 @@ class Teacher:
             out /= np.maximum(norms, 1e-12)
         return out
 
-    def _forward(self, pooling: str) -> Callable[[mx.array, mx.array], mx.array]:
+    def _forward(self, pooling: str, skip_leading: int = 0) -> Callable[[mx.array, mx.array], mx.array]:
         model = self.model
 
         def run(tokens: mx.array, mask: mx.array) -> mx.array:
-            return pool(model(tokens, mask), mask, pooling)
+            return pool(model(tokens, mask), mask, pooling, skip_leading)
 
         return run
 
     def _streams(self) -> list[mx.Stream]:
         """Streams to spread batches over: one per core on CPU, the default one on a GPU."""
-        if self._stream_list is None:
-            if on_cpu() and self.cpu_streams > 1:
-                self._stream_list = [mx.new_stream(mx.cpu) for _ in range(self.cpu_streams)]
-            else:
-                self._stream_list = [mx.default_stream(mx.default_device())]
-        return self._stream_list
+        if on_cpu() and self.cpu_streams > 1:
+            return _cpu_streams(self.cpu_streams)
+        return [mx.default_stream(mx.default_device())]
 
 
-def pool(hidden: mx.array, mask: mx.array, pooling: str) -> mx.array:
-    """Pool hidden states (batch, length, dim) with a 0/1 mask: mean, cls or token-mean."""
+def pool(hidden: mx.array, mask: mx.array, pooling: str, skip_leading: int = 0) -> mx.array:
+    """Pool hidden states (batch, length, dim) with a 0/1 mask: mean, cls or token-mean; the
+    means leave out the first `skip_leading` positions."""
     if pooling == "cls":
         return hidden[:, 0]
     weights = mask.astype(hidden.dtype)
+    if skip_leading:
+        weights = weights * (mx.arange(mask.shape[1])[None, :] >= skip_leading)
     if pooling == "token-mean":
         # Drop the first ([CLS]) and the last real ([SEP]) token of every row.
         last = mask.sum(axis=1, keepdims=True) - 1
@@ -268,6 +288,17 @@ def pool(hidden: mx.array, mask: mx.array, pooling: str) -> mx.array:
         weights = weights * (positions > 0) * (positions < last)
     total = mx.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
     return (hidden * weights[..., None]).sum(axis=1) / total
+
+
+_STREAMS: list[mx.Stream] = []
+
+
+def _cpu_streams(n: int) -> list[mx.Stream]:
+    """`n` CPU streams shared by every Teacher of the process (MLX cannot free a stream, and
+    each stream owns a thread)."""
+    while len(_STREAMS) < n:
+        _STREAMS.append(mx.new_stream(mx.cpu))
+    return _STREAMS[:n]
 
 
 def _pad(rows: list[list[int]], cap: int) -> tuple[mx.array, mx.array]:
