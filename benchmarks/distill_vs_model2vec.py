@@ -88,25 +88,34 @@ def main() -> None:
     args.out.write_text(json.dumps({"results": results, "seconds": seconds, "table": table}, indent=2) + "\n")
 
 
+def _rows(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path / "model.safetensors"), "numpy") as fh:
+        return int(fh.get_slice("embeddings").get_shape()[0])
+
+
 def render(
-    results: dict, models: dict[str, Path], seconds: dict[str, float], args: argparse.Namespace
+    results: dict,
+    models: dict[str, Path],
+    rows: dict[str, int],
+    seconds: dict[str, float],
+    args: argparse.Namespace,
 ) -> str:
-    by_path = {str(Path(m["path"]).resolve()): m for m in results["models"]}
+    by_path = {str(Path(m["source"]).resolve()): m for m in results["models"].values()}
     lines = [
         f"Teacher {TEACHER}, {args.dims} dims; corpus words and frequencies from {args.sentences} wiki sentences.",
         "",
         "| model | rows | dev score | vs anchor | SciFact NDCG@10 | build seconds |",
         "|---|---|---|---|---|---|",
     ]
-    anchor = by_path[str(models["model2vec.distill (anchor)"].resolve())]["dev_score"]
+    anchor = 100 * by_path[str(models["model2vec.distill (anchor)"].resolve())]["dev"]["dev_score"]
     for name, path in models.items():
-        m = by_path[str(path.resolve())]
-        rows = json.loads((path / "config.json").read_text()).get("hidden_dim")
-        rows = m.get("rows", rows)
-        scifact = m.get("scores", {}).get("SciFact")
+        dev = by_path[str(path.resolve())]["dev"]
+        score, scifact = 100 * dev["dev_score"], dev.get("SciFact")
         lines.append(
-            f"| {name} | {rows} | {m['dev_score']:.2f} | {m['dev_score'] - anchor:+.2f} | "
-            f"{scifact if scifact is None else f'{scifact:.2f}'} | {seconds[name]:.0f} |"
+            f"| {name} | {rows[name]} | {score:.2f} | {score - anchor:+.2f} | "
+            f"{'-' if scifact is None else f'{100 * scifact:.2f}'} | {seconds[name]:.0f} |"
         )
     return "\n".join(lines)
 

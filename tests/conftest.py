@@ -14,6 +14,13 @@ make_bert, pooling_config, edit_weights, CLS_ID`.
 
 from __future__ import annotations
 
+# Before any test module imports mlx.core: potstill gives MLX its fast BLAS at import, and Python
+# binds libmlx's BLAS symbols when mlx.core loads (a test module importing mlx.core first left the
+# whole session on the ~50x slower reference BLAS).
+import potstill  # noqa: F401  # isort: skip
+
+# isort: split
+
 import json
 import math
 import os

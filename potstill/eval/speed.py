@@ -1,0 +1,85 @@
+"""Encode speed: sentences per second of each model on one fixed sample, in the same run.
+
+The sample is drawn once per run (seeded) from the text columns of one task split (by default
+the STSBenchmark test sentences), so static models and the teacher are timed on the same
+sentences. Each model is warmed up on a spread of the sample (the teacher compiles one graph per
+padded length), then timed until `min_seconds` have passed; the best pass counts, because these
+machines are shared and noise only ever slows a pass down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from potstill.eval.tasks import TaskData
+
+logger = logging.getLogger(__name__)
+
+TEXT_COLUMNS = ("sentence1", "sentence2", "text")
+
+
+@dataclass(frozen=True)
+class Speed:
+    """One model's measured encode speed."""
+
+    sentences: int
+    best_seconds: float
+    passes: int
+
+    @property
+    def per_second(self) -> float:
+        """Sentences per second of the best pass."""
+        return self.sentences / self.best_seconds if self.best_seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sentences": self.sentences,
+            "best_seconds": self.best_seconds,
+            "passes": self.passes,
+            "sentences_per_second": self.per_second,
+        }
+
+
+def sample_sentences(data: TaskData, n: int, seed: int = 0) -> list[str]:
+    """Up to `n` distinct texts of the split `data.split` (all text columns), in a seeded order."""
+    table = data.tables.get(data.split) or data.tables.get("queries") or {}
+    texts: list[str] = []
+    for column in TEXT_COLUMNS:
+        texts.extend(table.get(column, []))
+    unique = list(dict.fromkeys(t for t in texts if t.strip()))
+    if not unique:
+        raise ValueError(f"task {data.spec.name} split {data.split} has no texts to time")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return [unique[i] for i in order[:n]]
+
+
+def measure(
+    encode: Callable[[Sequence[str]], Any],
+    sentences: Sequence[str],
+    *,
+    min_seconds: float = 1.0,
+    max_passes: int = 20,
+    warmup: int = 128,
+) -> Speed:
+    """Time `encode(sentences)`: a warm-up on a spread of the sample, then passes until `min_seconds`."""
+    if not sentences:
+        raise ValueError("no sentences to time")
+    step = max(1, len(sentences) // warmup)
+    encode(list(sentences[::step]))  # spread over the sample: lengths (and compiled shapes) vary
+    best = float("inf")
+    total = 0.0
+    passes = 0
+    while passes < max_passes and (passes == 0 or total < min_seconds):
+        start = time.perf_counter()
+        encode(sentences)
+        seconds = time.perf_counter() - start
+        best = min(best, seconds)
+        total += seconds
+        passes += 1
+    return Speed(len(sentences), best, passes)
