@@ -82,7 +82,8 @@ def main() -> None:
             ]
         )
         results = json.loads((eval_dir / "results.json").read_text())
-    table = render(results, models, seconds, args)
+        rows = {name: _rows(path) for name, path in models.items()}
+    table = render(results, models, rows, seconds, args)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"results": results, "seconds": seconds, "table": table}, indent=2) + "\n")

@@ -39,9 +39,12 @@ def child_encode(corpus: Path, n: int, batch_size: int) -> dict[str, float]:
     return {"sentences": len(texts), "seconds": seconds, "peak_rss_mb": peak}
 
 
-def run_featurize(corpus: Path, n: int, batch_size: int, out: Path) -> dict[str, float]:
+def run_featurize(
+    corpus: Path, n: int, batch_size: int, out: Path, shard_size: int = 10_000
+) -> dict[str, float]:
     cmd = [sys.executable, "-m", "potstill.cli", "featurize", "--teacher", TEACHER, "--corpus", str(corpus)]
     cmd += ["--max-sentences", str(n), "--batch-size", str(batch_size), "--out", str(out)]
+    cmd += ["--shard-size", str(shard_size)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
@@ -60,6 +63,7 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=100_000)
     ap.add_argument("--rss-sizes", default="20000,100000", help="featurize sizes whose peak RSS is compared")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--shard-size", type=int, default=10_000, help="featurize's default; smaller for subsets")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/featurize_throughput.json")
     ap.add_argument("--child-encode", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -74,7 +78,9 @@ def main() -> None:
         cmd += ["--sentences", str(args.sentences), "--batch-size", str(args.batch_size)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=dict(os.environ))
         results["encode"] = json.loads(res.stdout.strip().splitlines()[-1])
-        results["featurize"] = run_featurize(args.corpus, args.sentences, args.batch_size, Path(tmp) / "f")
+        results["featurize"] = run_featurize(
+            args.corpus, args.sentences, args.batch_size, Path(tmp) / "f", args.shard_size
+        )
         rss = {}
         for size in [int(s) for s in args.rss_sizes.split(",")]:
             if size == args.sentences:
@@ -82,14 +88,15 @@ def main() -> None:
                 continue
             # A fresh interpreter per size: RUSAGE_CHILDREN's max would otherwise carry over.
             probe = [sys.executable, "-c", _RSS_PROBE, str(args.corpus), str(size), str(args.batch_size)]
-            probe.append(str(Path(tmp) / f"rss{size}"))
+            probe += [str(Path(tmp) / f"rss{size}"), str(args.shard_size)]
             out = subprocess.run(probe, capture_output=True, text=True, check=True)
             rss[size] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
     enc, feat = results["encode"], results["featurize"]
     enc_rate = enc["sentences"] / enc["seconds"]
     feat_rate = feat["sentences"] / feat["seconds"]
     lines = [
-        f"Teacher {TEACHER} (MLX), {args.sentences} wiki sentences, batch {args.batch_size}.",
+        f"Teacher {TEACHER} (MLX), {args.sentences} wiki sentences, batch {args.batch_size}, "
+        f"shards of {args.shard_size}.",
         "",
         "| what | sentences/s | seconds | peak RSS MB |",
         "|---|---|---|---|",
@@ -114,7 +121,7 @@ from pathlib import Path
 sys.path.insert(0, __DIR__)
 from featurize_throughput import run_featurize
 corpus, n, bs, out = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-print(json.dumps(run_featurize(corpus, n, bs, out)))
+print(json.dumps(run_featurize(corpus, n, bs, out, int(sys.argv[5]))))
 """.replace("__DIR__", repr(str(Path(__file__).resolve().parent)))
 
 
