@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from potstill.config import to_dict
+from potstill.config import stage_config, to_dict
+
+C = TypeVar("C")
 
 
 def add_common(parser: argparse.ArgumentParser, *, out_help: str) -> None:
@@ -20,3 +23,15 @@ def add_common(parser: argparse.ArgumentParser, *, out_help: str) -> None:
 
 def print_config(config: Any) -> None:
     print(json.dumps(to_dict(config), indent=2))
+
+
+def resolve_config(args: argparse.Namespace, cls: type[C], section: str) -> C | None:
+    """The stage config from defaults < recipe < --set < flags named like its fields; with
+    --dry-run, print it and return None."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    flags = {n: getattr(args, n, None) for n in names}
+    cfg = stage_config(cls, section, args.recipe, flags, args.set)
+    if args.dry_run:
+        print_config(cfg)
+        return None
+    return cfg

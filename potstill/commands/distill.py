@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from potstill.commands.common import add_common, print_config
-from potstill.config import DistillConfig, stage_config
+from potstill.commands.common import add_common, resolve_config
+from potstill.config import DistillConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [f.name for f in dataclasses.fields(DistillConfig)]
-    flags = {n: getattr(args, n, None) for n in names}
-    cfg = stage_config(DistillConfig, "distill", args.recipe, flags, args.set)
-    if args.dry_run:
-        print_config(cfg)
+    cfg = resolve_config(args, DistillConfig, "distill")
+    if cfg is None:
         return 0
     from potstill.distill.build import distill
 

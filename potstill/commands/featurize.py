@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from potstill.commands.common import add_common, print_config
-from potstill.config import FeaturizeConfig, stage_config
+from potstill.commands.common import add_common, resolve_config
+from potstill.config import FeaturizeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [f.name for f in dataclasses.fields(FeaturizeConfig)]
-    flags = {n: getattr(args, n, None) for n in names}
-    cfg = stage_config(FeaturizeConfig, "featurize", args.recipe, flags, args.set)
-    if args.dry_run:
-        print_config(cfg)
+    cfg = resolve_config(args, FeaturizeConfig, "featurize")
+    if cfg is None:
         return 0
     from potstill.distill.featurize import featurize
 
