@@ -61,8 +61,9 @@ def corpus_texts(cfg: DistillConfig, teacher: Teacher) -> Callable[[], Iterator[
 
 def build_vocabulary(
     cfg: DistillConfig, teacher: Teacher, texts: Callable[[], Iterator[str]] | None
-) -> list[str]:
-    """Teacher wordpieces (cleaned), then user or corpus words, without duplicates."""
+) -> tuple[list[str], int]:
+    """Teacher wordpieces (cleaned), then user or corpus words, without duplicates; returns the
+    vocabulary and how many of its first entries are teacher wordpieces."""
     base = vocab.teacher_tokens(teacher.tokenizer, cfg.remove_pattern or None)
     known = set(base)
     if cfg.vocab:
@@ -74,15 +75,15 @@ def build_vocabulary(
             elif words[0] not in known:
                 known.add(words[0])
                 extra.append(words[0])
-        return base + extra
+        return base + extra, len(base)
     if cfg.vocab_size > 0:
         if texts is None:
             raise ValueError("vocab_size > 0 needs corpus words: pass --features DIR or --corpus FILE")
         counts = vocab.count_words(teacher.tokenizer, texts())
         extra = vocab.corpus_words(teacher.tokenizer, counts, known, cfg.vocab_size, cfg.min_frequency)
         logger.info("added %d corpus words (of %d distinct)", len(extra), len(counts))
-        return base + extra
-    return base
+        return base + extra, len(base)
+    return base, len(base)
 
 
 def distill(cfg: DistillConfig) -> Path:
@@ -98,7 +99,7 @@ def distill(cfg: DistillConfig) -> Path:
             f"dims={cfg.dims} exceeds the teacher width {teacher.dim}; use dims <= {teacher.dim}"
         )
     texts = corpus_texts(cfg, teacher)
-    tokens = build_vocabulary(cfg, teacher, texts)
+    tokens, n_teacher = build_vocabulary(cfg, teacher, texts)
     if cfg.dims > len(tokens):
         raise ValueError(
             f"dims={cfg.dims} exceeds the vocabulary size {len(tokens)}; use dims <= {len(tokens)}"
@@ -153,7 +154,7 @@ def distill(cfg: DistillConfig) -> Path:
         extra={
             "teacher": {"name": teacher.name, "weights_sha256": teacher.weights_sha256},
             "rows": len(tokens),
-            "teacher_tokens": len(vocab.teacher_tokens(teacher.tokenizer, cfg.remove_pattern or None)),
+            "teacher_tokens": n_teacher,
             "dims": cfg.dims,
             "sif": sif,
             "explained_variance": float(pca.explained_variance_ratio.sum()),
