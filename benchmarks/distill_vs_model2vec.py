@@ -15,23 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared/data"
-TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
-
-
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{res.stderr[-3000:]}")
-    return time.perf_counter() - start
+from common import POTSTILL, SHARED, TEACHER, evaluate, rows_of, timed
 
 
 def model2vec_anchor(out: Path) -> float:
@@ -50,9 +38,9 @@ def main() -> None:
     ap.add_argument("--vocab-size", type=int, default=30_000)
     ap.add_argument("--dims", type=int, default=256)
     ap.add_argument("--work", type=Path, help="keep the models here (default: a temp folder)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/distill_vs_model2vec.json")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results/distill_vs_model2vec.json")
     args = ap.parse_args()
-    potstill = [sys.executable, "-m", "potstill.cli"]
+    potstill = POTSTILL
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         models = {
@@ -69,31 +57,12 @@ def main() -> None:
         cmd += ["--corpus", str(args.corpus), "--max-corpus-sentences", str(args.sentences)]
         cmd += ["--vocab-size", str(args.vocab_size)]
         seconds[f"potstill (b) +{args.vocab_size} corpus words, corpus SIF"] = timed(cmd)
-        eval_dir = work / "eval"
-        timed(
-            [
-                *potstill,
-                "eval",
-                *map(str, models.values()),
-                "--tasks",
-                str(args.tasks),
-                "--out",
-                str(eval_dir),
-            ]
-        )
-        results = json.loads((eval_dir / "results.json").read_text())
-        rows = {name: _rows(path) for name, path in models.items()}
+        results = evaluate(list(models.values()), args.tasks, work / "eval")
+        rows = {name: rows_of(path) for name, path in models.items()}
     table = render(results, models, rows, seconds, args)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"results": results, "seconds": seconds, "table": table}, indent=2) + "\n")
-
-
-def _rows(path: Path) -> int:
-    from safetensors import safe_open
-
-    with safe_open(str(path / "model.safetensors"), "numpy") as fh:
-        return int(fh.get_slice("embeddings").get_shape()[0])
 
 
 def render(

@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge-features": ("merge_features", "join the featurized parts of one job"),
     "convert-features": ("convert_features", "tokenlearn <-> potstill featurized formats"),
     "distill": ("distill", "vocabulary, token embeddings, PCA and SIF into a first static model"),
+    "train": ("train", "contrastive training against the teacher, then a born-again round"),
+    "quantize": ("quantize", "quantize a teacher (schemes, fidelity screen, per-layer sensitivity map)"),
     "eval": ("eval", "evaluate static models (and a teacher) on MTEB task folders"),
     "inspect": ("inspect", "print the manifest of a potstill output"),
     "doctor": ("doctor", "print platform, MLX device, BLAS and a measured matmul speed"),

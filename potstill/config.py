@@ -231,3 +231,87 @@ class DistillConfig:
             raise ConfigError(f"pooling={self.pooling!r} is not known; use mean, cls or teacher")
         if self.features and self.corpus:
             raise ConfigError("give --features or --corpus, not both")
+
+
+LOSSES = ("contrastive", "cosine", "mse")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`potstill train`: refine a distilled table against featurized teacher embeddings, then
+    (with `born_again`) train a fresh copy of the base on the round-1 model's own embeddings."""
+
+    base: str = ""  # the distilled model folder (model2vec layout)
+    features: str = ""  # the featurized store of the same teacher
+    out: str = ""
+    loss: str = "contrastive"  # contrastive (in-batch InfoNCE) | cosine | mse
+    temperature: float = 0.1  # contrastive only
+    batch_size: int = 256
+    epochs: int = 6  # the step budget of a round: epochs over the training split
+    patience: int = 2  # early stopping: epochs without a better validation loss; 0: never stop
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup: float = 0.05  # share of the round's steps spent warming the learning rate up
+    val_fraction: float = 0.02  # held-out share of the store (by a hash of the text)
+    val_max: int = 5_000  # at most this many held-out sentences (kept in memory)
+    max_sentences: int | None = None  # use only the first N sentences of the store
+    max_tokens: int = 512  # tokens per sentence, as model2vec truncates
+    born_again: bool = False
+    alpha: float = 0.5  # born-again targets: alpha * teacher + (1 - alpha) * round-1 model
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss={self.loss!r} is not known; use one of {LOSSES}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 2 (in-batch negatives)")
+        if self.epochs < 1 or self.patience < 0:
+            raise ConfigError("epochs must be >= 1 and patience >= 0")
+        if self.temperature <= 0 or self.lr <= 0:
+            raise ConfigError("temperature and lr must be > 0")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"warmup={self.warmup} must be in [0, 1)")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 0.5)")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha={self.alpha} must be in [0, 1]")
+        if self.max_tokens < 1 or self.val_max < 1:
+            raise ConfigError("max_tokens and val_max must be >= 1")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """`potstill quantize`: a quantized teacher checkpoint, its fidelity screen, or its layer map."""
+
+    teacher: str = "sentence-transformers/all-MiniLM-L6-v2"  # a float checkpoint (hub id or folder)
+    out: str = ""  # the checkpoint folder; with --layer-map, the map's folder
+    scheme: str = "uniform"  # uniform | crush_middle | protect_late | 3tier (ends: first/last quarter)
+    bits: int | None = None  # the crushed layers' bits (default 4; mxfp8: 8)
+    group_size: int | None = None  # 32 | 64 | 128 (default 64; mx modes: 32)
+    mode: str = "affine"  # affine | mxfp4 | mxfp8
+    layers: tuple[Any, ...] = ()  # a table: [{range = "0-1", bits = 8}, ...] or "0-1:8,2-3:4"; 16 = float16
+    embeddings_bits: int | None = None  # None: embeddings stay float16
+    screen: bool = False  # compare the quantized teacher with the float one
+    layer_map: bool = False  # quantize one block at a time; propose a scheme under target_bits
+    corpus: str = ""  # sentences for the screen and the layer map
+    sentences: int = 2000
+    retrieval: str | None = None  # a BEIR task folder: NDCG@10 of both teachers
+    retrieval_docs: int | None = None  # corpus subset: relevant documents + N others; None: all
+    max_seq_length: int | None = None  # teacher truncation (both teachers); None: the checkpoint's
+    batch_size: int = 64
+    block_size: int = 1  # layer map: layers quantized together per probe
+    target_bits: float = 6.5  # layer map: bits per weight (Linear weights) the proposal may use
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        if self.screen and self.layer_map:
+            raise ConfigError("give --screen or --layer-map, not both")
+        if (self.screen or self.layer_map) and not self.corpus:
+            raise ConfigError("the screen and the layer map need --corpus FILE (sentences to embed)")
+        if self.sentences < 11:
+            raise ConfigError(f"sentences={self.sentences} must be >= 11 (top-10 neighbours)")
+        if self.batch_size < 1 or self.block_size < 1:
+            raise ConfigError("batch_size and block_size must be >= 1")
+        if self.retrieval_docs is not None and self.retrieval_docs < 0:
+            raise ConfigError(f"retrieval_docs={self.retrieval_docs} must be >= 0 (unset: the whole corpus)")

@@ -111,7 +111,8 @@ class Teacher:
             quantize.apply(model, saved_quant)
         load_weights(model, weights if native else sanitize(weights))
         if quantization and not saved_quant:
-            quantize.apply(model, quantization)
+            # From float16 weights, as a saved folder holds them: `save` then loses nothing.
+            quantize.quantize_model(model, quantization, dtype)
         if block and on_cpu():
             quantize.use_cpu_kernels(model)
         mx.eval(model.parameters())
@@ -135,7 +136,13 @@ class Teacher:
         else:
             raw.pop("quantization", None)
         (out / "config.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
-        mx.save_safetensors(str(out / "model.safetensors"), dict(tree_flatten(self.model.parameters())))
+        params = dict(tree_flatten(self.model.parameters()))
+        if self.quantization:  # its float tensors hold float16 numbers (`quantize_model`)
+            params = {
+                k: v.astype(mx.float16) if mx.issubdtype(v.dtype, mx.floating) else v
+                for k, v in params.items()
+            }
+        mx.save_safetensors(str(out / "model.safetensors"), params)
         if self.folder.resolve() != out.resolve():
             for name in _METADATA_FILES:
                 if (self.folder / name).exists():

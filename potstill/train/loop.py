@@ -1,0 +1,183 @@
+"""One training round: a compiled MLX step (loss, gradients, AdamW) on the rows a batch touches,
+warm-up + cosine decay, validation each epoch, early stopping that restores the best weights, a
+checkpoint per epoch, and a stop with a clear error on a NaN or inf loss.
+
+The best weights are copied when they are found (tokenlearn 0.2.1 keeps a `state_dict()` alias of
+the live tensors, so its "best" weights are the last ones). A non-finite loss is caught before
+its step is written back, so the model and the last checkpoint hold only finite values.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from tqdm import tqdm
+
+from potstill.config import TrainConfig
+from potstill.train import checkpoint, losses
+from potstill.train.checkpoint import RoundState, Saved
+from potstill.train.data import Batch, FeatureData
+from potstill.train.model import StaticTrainModel, forward, gather_rows, scatter_rows
+from potstill.train.optimizer import AdamW, learning_rate, zeros_like
+
+logger = logging.getLogger(__name__)
+
+TargetFn = Callable[[Batch], np.ndarray]
+
+
+class TrainError(ValueError):
+    """Training cannot go on (a NaN or inf loss); the message says what was kept."""
+
+
+@dataclass
+class RoundResult:
+    state: RoundState
+    sentences: int  # sentences trained on in this process (resumed epochs excluded)
+    seconds: float  # time spent in training steps in this process
+    loop_seconds: float  # the whole loop in this process: steps, validation, checkpoints
+
+
+def embed(model: StaticTrainModel, batch: Batch) -> mx.array:
+    """The model's (unnormalised) embeddings of a batch's sentences."""
+    return forward(model.gather(batch.rows, batch.counts.shape[1]), mx.array(batch.counts))
+
+
+def validate(model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn, loss: losses.Loss) -> float:
+    """Mean loss over the held-out batches (weighted by batch size)."""
+    total, count = 0.0, 0
+    for b in batches:
+        value = loss(embed(model, b), mx.array(target_fn(b)), mx.array(b.same))
+        total += float(np.asarray(value)) * len(b.teacher)
+        count += len(b.teacher)
+    return total / max(count, 1)
+
+
+def make_step(loss: losses.Loss, optimizer: AdamW) -> Callable[..., Any]:
+    def compute(p: dict[str, mx.array], counts: mx.array, t: mx.array, same: mx.array) -> mx.array:
+        return loss(forward(p, counts), t, same)
+
+    grad = mx.value_and_grad(compute)
+
+    def step(
+        p: dict[str, mx.array],
+        m: dict[str, mx.array],
+        v: dict[str, mx.array],
+        counts: mx.array,
+        t: mx.array,
+        same: mx.array,
+        lr: mx.array,
+        n: mx.array,
+    ) -> tuple[mx.array, dict[str, mx.array], dict[str, mx.array], dict[str, mx.array]]:
+        value, g = grad(p, counts, t, same)
+        p2, m2, v2 = optimizer.update(p, g, m, v, lr, n)
+        return value, p2, m2, v2
+
+    return mx.compile(step)
+
+
+def copy(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v.copy() for k, v in arrays.items()}
+
+
+def train_round(
+    model: StaticTrainModel,
+    data: FeatureData,
+    val: list[Batch],
+    target_fn: TargetFn,
+    cfg: TrainConfig,
+    folder: Path,
+    config_sha256: str,
+    label: str = "train",
+) -> RoundResult:
+    """Train `model` in place for up to `cfg.epochs` epochs; leaves it holding the best weights."""
+    loss = losses.get(cfg.loss, cfg.temperature)
+    per_epoch = max(data.steps_per_epoch(cfg.batch_size), 1)
+    total = cfg.epochs * per_epoch
+    resumed = checkpoint.load(folder, config_sha256)
+    if resumed is not None:
+        model.load(resumed.params)
+        state, best, m, v = resumed.state, resumed.best, resumed.m, resumed.v
+        logger.info("%s: resuming after epoch %d of %d", label, state.epochs_done, cfg.epochs)
+    else:
+        state = RoundState(config_sha256=config_sha256)
+        best, m, v = copy(model.params()), zeros_like(model.params()), zeros_like(model.params())
+        state.best_loss = validate(model, val, target_fn, loss)
+        state.history.append({"epoch": 0, "val_loss": state.best_loss})
+        logger.info("%s: validation loss before training %.4f", label, state.best_loss)
+    step = make_step(loss, AdamW(weight_decay=cfg.weight_decay))
+    params = model.params()  # the model's own arrays: steps write into them
+
+    sentences, seconds = 0, 0.0
+    loop_start = time.perf_counter()
+    while state.epochs_done < cfg.epochs and not state.stopped_early:
+        epoch = state.epochs_done + 1
+        bar = tqdm(total=per_epoch, desc=f"{label} epoch {epoch}/{cfg.epochs}", unit="step", leave=False)
+        start = time.perf_counter()
+        running, n_sent = 0.0, 0
+        for n_steps, batch in enumerate(data.batches(cfg.batch_size, cfg.seed, epoch)):
+            padded = batch.counts.shape[1]
+            lr = learning_rate(state.steps, total, cfg.lr, cfg.warmup)
+            value, p2, m2, v2 = step(
+                gather_rows(params, batch.rows, padded),
+                gather_rows(m, batch.rows, padded),
+                gather_rows(v, batch.rows, padded),
+                mx.array(batch.counts),
+                mx.array(target_fn(batch)),
+                mx.array(batch.same),
+                mx.array(lr, dtype=mx.float32),
+                mx.array(state.steps + 1, dtype=mx.float32),
+            )
+            current = float(np.asarray(value))
+            if not math.isfinite(current):
+                bar.close()
+                kept = (
+                    f"the last good checkpoint (after epoch {state.epochs_done}) is kept in "
+                    f"{folder / checkpoint.NAME}; rerun to resume from it"
+                    if state.epochs_done
+                    else "no epoch had completed, so no checkpoint was written"
+                )
+                raise TrainError(
+                    f"{label}: the loss became {current} at epoch {epoch} step {n_steps + 1}; {kept}. "
+                    f"A lower lr (now {cfg.lr}) usually avoids this."
+                )
+            scatter_rows(params, p2, batch.rows)
+            scatter_rows(m, m2, batch.rows)
+            scatter_rows(v, v2, batch.rows)
+            running = current if n_steps == 0 else 0.98 * running + 0.02 * current
+            n_sent += len(batch.teacher)
+            state.steps += 1
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{running:.4f}", sent_s=f"{n_sent / max(elapsed, 1e-9):.0f}")
+            bar.update(1)
+        bar.close()
+        train_seconds = time.perf_counter() - start
+        sentences += n_sent
+        seconds += train_seconds
+        val_loss = validate(model, val, target_fn, loss)
+        state.epochs_done = epoch
+        speed = n_sent / max(train_seconds, 1e-9)
+        state.history.append(
+            {"epoch": epoch, "train_loss": running, "val_loss": val_loss, "sentences_per_s": speed}
+        )
+        if val_loss < state.best_loss:
+            state.best_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
+            best = copy(params)
+        else:
+            state.bad_epochs += 1
+            if cfg.patience and state.bad_epochs >= cfg.patience:
+                state.stopped_early = True
+        logger.info(
+            "%s epoch %d: train loss %.4f, val loss %.4f (best %.4f at epoch %d), %.0f sentences/s",
+            label, epoch, running, val_loss, state.best_loss, state.best_epoch, speed,
+        )  # fmt: skip
+        checkpoint.save(folder, Saved(state, params, best, m, v))
+    model.load(best)
+    return RoundResult(state, sentences, seconds, time.perf_counter() - loop_start)

@@ -1,0 +1,267 @@
+"""Train: losses on hand-checked batches, the folded table, best-weight restore, NaN stop, resume
+after SIGKILL, born-again round, and bad input, on a tiny random BERT and a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from conftest import _WORDS, REPO_ROOT, make_bert
+from model2vec import StaticModel
+from safetensors.numpy import load_file
+
+from potstill.config import ConfigError, DistillConfig, FeaturizeConfig, TrainConfig
+from potstill.distill import store
+from potstill.distill.build import distill
+from potstill.distill.featurize import featurize
+from potstill.train import checkpoint, losses
+from potstill.train.born_again import teacher_targets
+from potstill.train.data import Batch, FeatureData, Tokenize, fixed_batches
+from potstill.train.loop import TrainError, embed, train_round, validate
+from potstill.train.model import StaticTrainModel
+from potstill.train.stage import load_base, train
+from potstill.train.targets import fit_streaming_pca
+
+
+def write_corpus(path: Path, n: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = [" ".join(rng.choice(_WORDS, size=int(rng.integers(3, 12)))) for _ in range(n)]
+    lines += lines[:20]  # duplicates: featurize dedupes them
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    bert = make_bert(root / "bert")
+    corpus = write_corpus(root / "corpus.txt", 1200)
+    feats = root / "features"
+    featurize(FeaturizeConfig(teacher=str(bert), corpus=str(corpus), out=str(feats), shard_size=300))
+    base = distill(DistillConfig(teacher=str(bert), out=str(root / "base"), dims=8))
+    return {"root": root, "bert": bert, "corpus": corpus, "features": feats, "base": base}
+
+
+def cfg(setup: dict[str, Path], out: Path, **kw: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "base": str(setup["base"]),
+        "features": str(setup["features"]),
+        "out": str(out),
+        "batch_size": 32,
+        "epochs": 2,
+        "val_fraction": 0.1,
+    }
+    values.update(kw)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------ losses
+def test_losses_on_hand_checked_batches() -> None:
+    pred = mx.array([[1.0, 0.0], [0.0, 2.0]])
+    target = mx.array([[3.0, 0.0], [1.0, 1.0]])
+    none = mx.zeros((2, 2))
+    # cosines: row 0 vs targets (1, 1/sqrt2), row 1 vs targets (0, 1/sqrt2)
+    c = 1 / math.sqrt(2)
+    t = 0.5
+    expected = 0.5 * (
+        -math.log(math.exp(1 / t) / (math.exp(1 / t) + math.exp(c / t)))
+        - math.log(math.exp(c / t) / (math.exp(0 / t) + math.exp(c / t)))
+    )
+    assert float(losses.contrastive(pred, target, none, t)) == pytest.approx(expected, rel=1e-5)
+    # rows 0 and 1 hold the same text: nothing is left to contrast, the loss is 0
+    same = mx.array([[0.0, 1.0], [1.0, 0.0]])
+    assert float(losses.contrastive(pred, target, same, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.cosine(pred, target)) == pytest.approx(((1 - 1) + (1 - c)) / 2, rel=1e-5)
+    assert float(losses.mse(pred, target)) == pytest.approx((4 + 0 + 1 + 1) / 4, rel=1e-6)
+    with pytest.raises(ValueError, match="not known"):
+        losses.get("hinge", 0.05)
+
+
+# -------------------------------------------------------------------------------------- the model
+def test_folded_table_alone_reproduces_the_model(setup: dict[str, Path]) -> None:
+    table, tokenizer, _ = load_base(setup["base"])
+    model = StaticTrainModel.from_table(table)
+    rng = np.random.default_rng(1)
+    dims = table.shape[1]
+    model.head_weight = rng.normal(size=(dims, dims)).astype(np.float32)
+    model.head_bias = rng.normal(size=dims).astype(np.float32)
+    model.weights = model.weights * rng.uniform(0.5, 2.0, size=table.shape[0]).astype(np.float32)
+    folded = model.fold()
+    static = StaticModel(vectors=folded, tokenizer=tokenizer, normalize=True)
+    texts = ["the cat sat on the mat the cat", "a lazy dog", "hello world and the quick brown fox"]
+    tok = Tokenize(tokenizer, 512)
+    batch = fixed_batches(tok, texts, np.zeros((3, 4), np.float32), 8)[0]
+    assert batch.counts[0].sum() == len(tok(texts[:1])[0])  # repeated tokens are counted
+    ours = np.array(embed(model, batch))
+    ours /= np.linalg.norm(ours, axis=1, keepdims=True)
+    np.testing.assert_allclose(static.encode(texts), ours, atol=1e-5)
+    # the initial model (identity head) is the base table itself
+    np.testing.assert_allclose(StaticTrainModel.from_table(table).fold(), table, atol=1e-5)
+
+
+def test_split_is_stable_and_held_out_never_trained(setup: dict[str, Path]) -> None:
+    _, tokenizer, _ = load_base(setup["base"])
+    data = FeatureData(setup["features"], Tokenize(tokenizer, 512), 0.1, 10_000)
+    held, _ = data.validation()
+    assert 60 <= len(held) <= 190  # ~10% of 1,200
+    seen: set[bytes] = set()
+    for b in data.batches(32, seed=0, epoch=1):
+        assert b.counts.shape[0] == 32 and b.counts.shape[1] % 512 == 0
+        assert b.counts[:, len(b.rows) :].sum() == 0 and (b.counts.sum(axis=1) > 0).all()
+        seen.update(row.tobytes() for row in b.teacher)
+    _, held_emb = data.validation()
+    assert not seen & {row.tobytes() for row in held_emb}
+    first = [b.teacher[0].tobytes() for b in data.batches(32, seed=0, epoch=1)]
+    again = [b.teacher[0].tobytes() for b in data.batches(32, seed=0, epoch=1)]
+    other = [b.teacher[0].tobytes() for b in data.batches(32, seed=0, epoch=2)]
+    assert first == again and first != other
+
+
+# ---------------------------------------------------------------------------------------- the loop
+def _round_parts(setup: dict[str, Path], c: TrainConfig) -> tuple[StaticTrainModel, FeatureData, list[Batch]]:
+    table, tokenizer, _ = load_base(setup["base"])
+    tok = Tokenize(tokenizer, 512)
+    data = FeatureData(setup["features"], tok, c.val_fraction, c.val_max)
+    texts, emb = data.validation()
+    return StaticTrainModel.from_table(table), data, fixed_batches(tok, texts, emb, c.batch_size)
+
+
+def test_early_stopping_restores_the_best_weights(setup: dict[str, Path], tmp_path: Path) -> None:
+    c = cfg(setup, tmp_path, epochs=4, patience=0, loss="cosine", lr=0.05)
+    model, data, val = _round_parts(setup, c)
+    pca = fit_streaming_pca((e for _, e in data.training_chunks()), 8)
+    good = teacher_targets(pca)
+    epoch = {"n": 0}
+
+    def targets(b: Batch) -> np.ndarray:
+        # validation always sees the real targets; after epoch 1 training chases the opposite ones
+        if any(b is v for v in val) or epoch["n"] < 1:
+            return good(b)
+        return -good(b)
+
+    orig = data.batches
+
+    def counting(batch_size: int, seed: int, e: int):  # type: ignore[no-untyped-def]
+        epoch["n"] = e - 1
+        return orig(batch_size, seed, e)
+
+    data.batches = counting  # type: ignore[method-assign]
+    result = train_round(model, data, val, targets, c, tmp_path, "x")
+    history = result.state.history
+    assert result.state.best_epoch == 1
+    assert history[-1]["val_loss"] > history[1]["val_loss"]
+    loss = losses.get("cosine", c.temperature)
+    assert validate(model, val, good, loss) == pytest.approx(history[1]["val_loss"], rel=1e-5)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(setup: dict[str, Path], tmp_path: Path) -> None:
+    c = cfg(setup, tmp_path, epochs=3, patience=0)
+    model, data, val = _round_parts(setup, c)
+    pca = fit_streaming_pca((e for _, e in data.training_chunks()), 8)
+    good = teacher_targets(pca)
+    calls = {"n": 0}
+    per_epoch = data.steps_per_epoch(c.batch_size)
+
+    def targets(b: Batch) -> np.ndarray:
+        if any(b is v for v in val):
+            return good(b)
+        calls["n"] += 1
+        out = good(b)
+        return out * np.nan if calls["n"] > per_epoch + 3 else out  # NaN in epoch 2
+
+    with pytest.raises(TrainError, match=r"loss became nan at epoch 2 .*after epoch 1\) is kept"):
+        train_round(model, data, val, targets, c, tmp_path, "x")
+    state = json.loads((tmp_path / checkpoint.NAME / "state.json").read_text())
+    assert state["epochs_done"] == 1
+    saved = load_file(str(tmp_path / checkpoint.NAME / "model.safetensors"))
+    assert all(np.isfinite(v).all() for v in saved.values())
+
+
+# ---------------------------------------------------------------------------------------- the stage
+def test_train_stage_round1_and_born_again(setup: dict[str, Path], tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    res = run_cli(
+        "train",
+        "--base", setup["base"], "--features", setup["features"], "--out", out,
+        "--batch-size", "32", "--epochs", "3", "--val-fraction", "0.1", "--born-again",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    info = json.loads((out / "manifest.json").read_text())
+    assert info["stage"] == "train" and [r["round"] for r in info["rounds"]] == ["round1", "final"]
+    r1 = info["rounds"][0]
+    assert r1["best_val_loss"] < r1["history"][0]["val_loss"]  # training lowered the held-out loss
+    assert info["peak_rss_mb"] > 0 and r1["sentences_per_s"] > 0
+    assert (out / "targets_pca.safetensors").is_file()
+    a = StaticModel.from_pretrained(out / "round1")
+    b = StaticModel.from_pretrained(out / "final")
+    base = StaticModel.from_pretrained(setup["base"])
+    assert a.embedding.shape == b.embedding.shape == base.embedding.shape
+    assert not np.allclose(a.embedding, b.embedding)
+    for d in ("round1", "final"):
+        assert json.loads((out / d / "manifest.json").read_text())["stage"] == "train"
+        assert not (out / d / checkpoint.NAME).exists()
+    # a rerun with the same settings reuses both rounds
+    again = run_cli("train", "--base", setup["base"], "--features", setup["features"], "--out", out,
+                    "--batch-size", "32", "--epochs", "3", "--val-fraction", "0.1", "--born-again")  # fmt: skip
+    assert again.returncode == 0 and "already trained" in again.stderr
+    np.testing.assert_array_equal(StaticModel.from_pretrained(out / "final").embedding, b.embedding)
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(setup: dict[str, Path], tmp_path: Path) -> None:
+    def args(out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "potstill.cli", "train", "--base", str(setup["base"]),
+            "--features", str(setup["features"]), "--out", str(out), "--batch-size", "16",
+            "--epochs", "12", "--patience", "0", "--val-fraction", "0.1",
+        ]  # fmt: skip
+
+    ref = subprocess.run(args(tmp_path / "ref"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args(killed), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (killed / "round1" / checkpoint.NAME / "state.json").exists():
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.time() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (killed / "round1" / "manifest.json").exists()
+    res = subprocess.run(args(killed), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "resuming after epoch" in res.stderr
+    np.testing.assert_allclose(
+        StaticModel.from_pretrained(killed / "final").embedding,
+        StaticModel.from_pretrained(tmp_path / "ref" / "final").embedding,
+        atol=1e-6,
+    )
+
+
+def test_bad_input_gets_clear_errors(setup: dict[str, Path], tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    other = make_bert(tmp_path / "other", seed=7)
+    feats = tmp_path / "other-features"
+    featurize(
+        FeaturizeConfig(teacher=str(other), corpus=str(setup["corpus"]), out=str(feats), shard_size=300)
+    )
+    with pytest.raises(store.StoreError, match="another teacher"):
+        train(cfg(setup, tmp_path / "a", features=str(feats)))
+    with pytest.raises(FileNotFoundError, match="not a model2vec folder"):
+        train(cfg(setup, tmp_path / "b", base=str(tmp_path / "nowhere")))
+    with pytest.raises(ValueError, match="fewer training sentences than one batch"):
+        train(cfg(setup, tmp_path / "c", batch_size=4096))
+    with pytest.raises(ConfigError, match="loss"):
+        cfg(setup, tmp_path, loss="hinge")
+    res = run_cli("train", "--base", setup["base"], "--features", setup["base"], "--out", tmp_path / "d")
+    assert res.returncode == 2 and "not features" in res.stderr
