@@ -26,25 +26,13 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared/data"
-TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
-POTSTILL = [sys.executable, "-m", "potstill.cli"]
-
-
-def timed(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:5])} failed:\n{res.stderr[-3000:]}")
-    return time.perf_counter() - start
+from common import POTSTILL, ROOT, SHARED, TEACHER, evaluate, timed
 
 
 def peak_rss_mb() -> float:
@@ -182,19 +170,7 @@ def main() -> None:
             name = "tokenlearn 0.2.1 " + ("(padding fixed)" if fixed else "(as shipped)")
             runs[name] = tokenlearn(features, work / name.split()[-1].strip("()"), fixed, args.dims)
             models[name] = work / name.split()[-1].strip("()")
-        eval_dir = work / "eval"
-        timed(
-            [
-                *POTSTILL,
-                "eval",
-                *map(str, models.values()),
-                "--tasks",
-                str(args.tasks),
-                "--out",
-                str(eval_dir),
-            ]
-        )
-        results = json.loads((eval_dir / "results.json").read_text())
+        results = evaluate(list(models.values()), args.tasks, work / "eval")
         table = render(results, models, runs, args)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
