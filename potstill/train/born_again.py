@@ -22,6 +22,6 @@ def born_again_targets(pca: PCA, round1: np.ndarray, alpha: float) -> TargetFn:
 
     def fn(b: Batch) -> np.ndarray:
         own = table_targets(round1, b.rows, b.counts).astype(np.float32)
-        return own if alpha == 0.0 else mix(pca.transform(b.teacher), own, alpha)
+        return mix(pca.transform(b.teacher), own, alpha)
 
     return fn

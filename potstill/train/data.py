@@ -100,6 +100,7 @@ class FeatureData:
         self.max_sentences = max_sentences
         self._counts = self._shard_counts()
         self._validation: tuple[list[str], np.ndarray] | None = None
+        self._train_size: int | None = None
 
     def _shard_counts(self) -> list[int]:
         counts = []
@@ -147,16 +148,22 @@ class FeatureData:
         return self._validation
 
     def training_chunks(self) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Training rows shard by shard, in store order (for fitting the target PCA)."""
+        """Training rows shard by shard, in store order (for fitting the target PCA); a full pass
+        also records the training size, so `train_size` need not read the shards again."""
+        total = 0
         for index, rows in self._usable():
             texts, emb, held = self.read(index, rows)
             keep = np.flatnonzero(~held)
+            total += len(keep)
             yield [texts[i] for i in keep], emb[keep]
+        self._train_size = total
 
     def train_size(self) -> int:
-        """Training sentences (read from the shards once)."""
-        if not hasattr(self, "_train_size"):
-            self._train_size = sum(len(t) for t, _ in self.training_chunks())
+        """Training sentences (read from the shards once, unless a full pass already counted them)."""
+        if self._train_size is None:
+            for _ in self.training_chunks():
+                pass
+        assert self._train_size is not None
         return self._train_size
 
     def batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
