@@ -10,12 +10,14 @@ from collections.abc import Sequence
 
 # name -> (module under potstill.commands, one-line help). Modules load only when used.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "a recipe end to end: quantize, featurize, distill, train, export, eval (resumes)"),
     "encode": ("encode", "embed the lines of a text file with a teacher"),
     "featurize": ("featurize", "embed a corpus with the teacher into resumable shards"),
     "merge-features": ("merge_features", "join the featurized parts of one job"),
     "convert-features": ("convert_features", "tokenlearn <-> potstill featurized formats"),
     "distill": ("distill", "vocabulary, token embeddings, PCA and SIF into a first static model"),
     "train": ("train", "contrastive training against the teacher, then a born-again round"),
+    "export": ("export", "int8/float16/float32 model2vec folder with modules.json and a model card"),
     "quantize": ("quantize", "quantize a teacher (schemes, fidelity screen, per-layer sensitivity map)"),
     "eval": ("eval", "evaluate static models (and a teacher) on MTEB task folders"),
     "inspect": ("inspect", "print the manifest of a potstill output"),

@@ -279,6 +279,47 @@ class TrainConfig:
             raise ConfigError("max_tokens and val_max must be >= 1")
 
 
+EXPORT_DTYPES = ("int8", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`potstill export`: a trained model folder into a compact model2vec folder with its card."""
+
+    model: str = ""  # a model2vec folder (potstill train's final/ or any model2vec model)
+    out: str = ""
+    dtype: str = "int8"  # int8 | float16 | float32
+    vocab_quantize: int | None = None  # cluster the rows into K (model2vec's `mapping` layout)
+    # Sentences for the reload check: a text file (.txt/.txt.gz) or a potstill featurize store
+    # folder; None: synthetic sentences from the vocabulary.
+    check_texts: str | None = None
+    check_sentences: int = 1000
+    min_mean_cosine: float = 0.999
+    min_cosine: float = 0.99
+    push_to_hub: str | None = None  # a hub repo id to upload the folder to
+    private: bool = False
+    name: str | None = None  # model name in the card; default: the out folder name
+    recipe: str | None = None  # the recipe file, quoted in the card
+
+    def __post_init__(self) -> None:
+        if self.dtype not in EXPORT_DTYPES:
+            raise ConfigError(f"dtype={self.dtype!r} is not known; use one of {EXPORT_DTYPES}")
+        if self.vocab_quantize is not None and self.vocab_quantize < 1:
+            raise ConfigError(
+                f"vocab_quantize={self.vocab_quantize} must be >= 1 (clusters), or unset to keep every row"
+            )
+        if self.check_sentences < 1:
+            raise ConfigError(f"check_sentences={self.check_sentences} must be >= 1")
+        for key in ("min_mean_cosine", "min_cosine"):
+            if not -1.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be a cosine in [-1, 1]")
+        if self.private and not self.push_to_hub:
+            raise ConfigError("private=true needs an upload: add --push-to-hub REPO or drop --private")
+        repo = self.push_to_hub
+        if repo is not None and (not repo.strip("/") or repo.count("/") > 1):
+            raise ConfigError(f"push_to_hub={self.push_to_hub!r} should be a hub repo id: OWNER/NAME or NAME")
+
+
 @dataclass(frozen=True)
 class QuantizeConfig:
     """`potstill quantize`: a quantized teacher checkpoint, its fidelity screen, or its layer map."""
@@ -315,3 +356,19 @@ class QuantizeConfig:
             raise ConfigError("batch_size and block_size must be >= 1")
         if self.retrieval_docs is not None and self.retrieval_docs < 0:
             raise ConfigError(f"retrieval_docs={self.retrieval_docs} must be >= 0 (unset: the whole corpus)")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """`potstill run RECIPE`: the recipe's `[run]` table; the stages have their own tables."""
+
+    name: str = ""  # the run's folder name under workdir; default: the recipe file's stem
+    teacher: str = "sentence-transformers/all-MiniLM-L6-v2"  # hub id or folder, for every stage
+    corpus: str = "hf:allenai/c4:en"  # featurize's corpus: a file or hf:NAME[:CONFIG]
+    workdir: str = "runs"  # run folders, plus the shared teachers/ and features/ stores
+
+    def __post_init__(self) -> None:
+        if self.name and ("/" in self.name or self.name in (".", "..")):
+            raise ConfigError(f"name={self.name!r} must be a plain folder name")
+        if not self.teacher or not self.corpus:
+            raise ConfigError("[run] needs a teacher and a corpus (or --teacher / --corpus)")

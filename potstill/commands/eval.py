@@ -69,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(cfg)
         return 0
+    evaluate_to_folder(cfg)
+    return 0
+
+
+def evaluate_to_folder(cfg: EvalConfig) -> Path:
+    """Evaluate, then write results.json, report.md, plots and the manifest into `cfg.out`."""
     if not cfg.out:
         raise ConfigError("eval needs --out DIR")
     out = Path(cfg.out)
@@ -107,4 +113,4 @@ def run(args: argparse.Namespace) -> int:
         speed = f", {m.speed.per_second:,.0f} sentences/s" if m.speed else ""
         print(f"{m.label}: {dev_text}{beside}{speed}")
     print(f"wrote {out}: {', '.join(f.name for f in files)} ({result.seconds:.0f} s)")
-    return 0
+    return out

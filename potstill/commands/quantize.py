@@ -128,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
         return run_layer_map(cfg)
     if not cfg.out and not cfg.screen:
         raise ConfigError("quantize needs --out DIR (or --screen to only compare)")
+    print("\n".join(quantize_teacher(cfg)))
+    return 0
+
+
+def quantize_teacher(cfg: QuantizeConfig) -> list[str]:
+    """Quantize (and with `screen`, compare) the teacher; write it to `cfg.out` when set.
+    Returns the report lines."""
     from potstill.distill.teacher import Teacher
 
     bert = teacher_config(cfg.teacher)
@@ -143,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.out:
         out = save(quantized, cfg, scheme, extra)
         lines.append(f"size on disk: {folder_mb(out):.1f} MB ({out})")
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 def run_screen(cfg: QuantizeConfig, quantized: Teacher) -> ScreenResult:

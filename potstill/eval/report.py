@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from potstill.eval.scores import BESIDE_DEV, DEV_CATEGORIES, DEV_TASKS, EvalRun, ModelScores
-from potstill.eval.tasks import TaskSpec
+from potstill.eval.scores import BESIDE_DEV, DEV_CATEGORIES, DEV_TASKS, EvalRun, ModelScores, TaskScore
+from potstill.eval.speed import Speed
+from potstill.eval.tasks import TaskSpec, TaskType
 
 RESULTS = "results.json"
 REPORT = "report.md"
@@ -82,6 +83,60 @@ def write_results(run: EvalRun, out: Path) -> Path:
         "models": {m.label: _model_dict(m) for m in run.models},
     }
     return _write_text(out / RESULTS, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def _number(value: Any) -> float:
+    """A score from results.json, where NaN was written as null."""
+    return float("nan") if value is None else float(value)
+
+
+def read_results(path: Path) -> EvalRun:
+    """The run a results.json holds, as `write_results` wrote it (dev scores are recomputed from
+    the main scores, exactly as for the run itself)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise ValueError(f"{path} is not a potstill eval {RESULTS} (format {found!r}, expected {FORMAT!r})")
+    try:
+        tasks = [
+            TaskSpec(
+                name,
+                TaskType(t["type"]),
+                t["main_score"],
+                t["mteb_task"],
+                Path(t["folder"]) if t.get("folder") else None,
+                t.get("mteb_subset"),
+            )
+            for name, t in data["tasks"].items()
+        ]
+        types = {spec.name: spec.type.value for spec in tasks}
+        models = []
+        for label, m in data["models"].items():
+            sp = m.get("speed")
+            speed = Speed(int(sp["sentences"]), float(sp["best_seconds"]), int(sp["passes"])) if sp else None
+            scores = ModelScores(label, m["kind"], m["source"], int(m["dim"]), int(m["size_bytes"]), speed)
+            for name, t in m["tasks"].items():
+                extras = {k: _number(v) for k, v in (t.get("extras") or {}).items()}
+                value = _number(t["main_score"])
+                mteb = t.get("mteb") or {}
+                scores.tasks[name] = TaskScore(
+                    name, types.get(name, ""), t["metric"], value, extras, float(t.get("seconds") or 0), mteb
+                )
+            models.append(scores)
+    except (KeyError, TypeError, ValueError) as e:
+        problem = f"{type(e).__name__}: {e}"
+        raise ValueError(f"{path}: unexpected content ({problem}); write it again with potstill eval") from e
+    return EvalRun(
+        data.get("split", "test"),
+        tasks,
+        models,
+        data.get("speed_sentences_from"),
+        dict(data.get("versions") or {}),
+        float(data.get("seconds") or 0.0),
+    )
 
 
 def pct(value: float | None) -> str:
