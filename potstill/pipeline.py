@@ -43,7 +43,6 @@ from potstill.config import (
     RunConfig,
     TrainConfig,
     build,
-    config_hash,
     load_recipe,
     parse_sets,
     to_dict,
@@ -168,7 +167,7 @@ def plan(
             f"recipe {path}: unknown table(s) {sorted(unknown)}; known: run, {', '.join(STAGES)}"
         )
     overrides = _split_sets(sets)
-    flags = {"corpus": corpus, "teacher": teacher}
+    flags = {k: v for k, v in (("corpus", corpus), ("teacher", teacher)) if v is not None}
     run = build(RunConfig, _table(recipe, "run", path), overrides.get("run", {}), flags)
     name = run.name or path.stem
     workdir = Path(run.workdir)
@@ -237,7 +236,7 @@ def stage_done(step: Step) -> str | None:
         return "no output yet"
     if info.get("stage") != step.stage:
         return f"{step.out} holds a {info.get('stage')} output"
-    if info.get("config_sha256") != config_hash(step.config):
+    if info.get("config") != to_dict(step.config):  # train's config_sha256 is its round hash
         return "settings changed"
     for recorded in info.get("inputs", []):
         if recorded.get("manifest_sha256") is None:
@@ -333,7 +332,7 @@ def execute(
         if step.stage == "quantize":
             say("\n".join(result))
         seconds = time.perf_counter() - began
-        stages[step.stage] = {"status": "ran", "seconds": round(seconds, 1), "out": str(step.out)}
+        stages[step.stage] = {"status": "ran", "seconds": round(seconds, 3), "out": str(step.out)}
         _write_summary(p, stages, time.perf_counter() - total)
     summary = _write_summary(p, stages, time.perf_counter() - total)
     _write_card(p)
