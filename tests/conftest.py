@@ -432,3 +432,23 @@ def run_cli(
 def run_cli_fixture() -> Callable[..., subprocess.CompletedProcess[str]]:
     """The `run_cli(*args, env=None, cwd=None)` helper: a real `python -m potstill.cli` run."""
     return run_cli
+
+
+def sigkill_when_exists(args: Sequence[str], marker: Path, timeout: float = 240.0) -> None:
+    """Start `python -m potstill.cli ARGS`, SIGKILL it as soon as `marker` exists (a checkpoint)."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "potstill.cli", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not marker.exists():
+            assert proc.poll() is None, f"the command ended before {marker} appeared"
+            assert time.time() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import _WORDS, REPO_ROOT, make_bert
+from conftest import _WORDS, REPO_ROOT, make_bert, sigkill_when_exists
 from model2vec import StaticModel
 from safetensors.numpy import load_file
 
@@ -166,20 +163,8 @@ def test_sigkill_during_training_then_rerun_equals_uninterrupted(
     ref = run_cli(*run_args(data, tmp_path / "ref", *extra))
     assert ref.returncode == 0, ref.stderr
     work = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "potstill.cli", *run_args(data, work, *extra)]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = work / "tiny" / "trained" / "round1" / "checkpoint" / "state.json"
-    try:
-        deadline = time.time() + 240
-        while not state.exists():
-            assert proc.poll() is None, "the run ended before training's first checkpoint"
-            assert time.time() < deadline
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when_exists(run_args(data, work, *extra), state)
     assert not (work / "tiny" / "trained" / "manifest.json").exists()
     res = run_cli(*run_args(data, work, *extra))
     assert res.returncode == 0, res.stderr

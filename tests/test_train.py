@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
-from conftest import _WORDS, REPO_ROOT, make_bert
+from conftest import _WORDS, REPO_ROOT, make_bert, sigkill_when_exists
 from model2vec import StaticModel
 from safetensors.numpy import load_file
 
@@ -226,18 +224,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(setup: dict[str, Path], tmp_pat
     ref = subprocess.run(args(tmp_path / "ref"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(args(killed), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while not (killed / "round1" / checkpoint.NAME / "state.json").exists():
-            assert proc.poll() is None, "training ended before its first checkpoint"
-            assert time.time() < deadline
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    sigkill_when_exists(args(killed)[3:], killed / "round1" / checkpoint.NAME / "state.json")
     assert not (killed / "round1" / "manifest.json").exists()
     res = subprocess.run(args(killed), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
