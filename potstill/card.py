@@ -39,6 +39,7 @@ class ModelFacts:
     dtype: str
     vocab_quantize: int | None
     has_weights: bool
+    st_bytes: int | None  # the int8 copy in 0_StaticEmbedding/ for sentence-transformers, if any
     bytes: int
     check: dict[str, Any] | None
     repo: str | None
@@ -56,6 +57,7 @@ def model_facts(model_dir: Path) -> ModelFacts:
         rows, dims = f.get_slice("embeddings").get_shape()
         dtype = str(f.get_slice("embeddings").get_dtype())
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    st_copy = model_dir / "0_StaticEmbedding" / "model.safetensors"
     info = read_manifest(model_dir) or {}
     is_export = info.get("stage") == "export"
     export = info.get("config") or {} if is_export else {}
@@ -66,6 +68,7 @@ def model_facts(model_dir: Path) -> ModelFacts:
         dtype=str(config.get("embedding_dtype") or dtype),
         vocab_quantize=config.get("vocabulary_quantization"),
         has_weights="weights" in names,
+        st_bytes=st_copy.stat().st_size if st_copy.is_file() else None,
         bytes=tensors.stat().st_size,
         check=info.get("check") if is_export else None,
         repo=export.get("push_to_hub"),
@@ -103,8 +106,9 @@ def usage(load_id: str, st_loads: bool) -> list[str]:
     if not st_loads:
         return [
             *lines,
-            "sentence-transformers (6.2) cannot load an int8 table (its `StaticEmbedding` needs float "
-            "weights): load this model with model2vec, or use a float16 export with sentence-transformers.",
+            "This int8 folder has no `0_StaticEmbedding/` copy (exported with `sentence_transformers = "
+            "false`), and sentence-transformers cannot hold an int8 table: load it with model2vec, or "
+            "export again with the copy (the default) or as float16 for sentence-transformers.",
             "",
         ]
     return [
@@ -147,6 +151,11 @@ def facts_table(
         f"| vocabulary quantization | {clusters} |",
         f"| model.safetensors | {facts.bytes / 1e6:.2f} MB ({facts.bytes:,} bytes) |",
     ]
+    if facts.st_bytes is not None:
+        rows.append(
+            f"| 0_StaticEmbedding/ | {facts.st_bytes / 1e6:.2f} MB: the same int8 table with its scale as "
+            "`weights`, read by sentence-transformers (model2vec reads the root files) |"
+        )
     if facts.check:
         c = facts.check
         rows.append(
@@ -197,7 +206,8 @@ def render_card(model_dir: Path, *, name: str, recipe: str | None = None, result
     origin = lineage(model_dir)
     teacher_lic, corpus_lic = teacher_licence(origin.teacher), corpus_licence(origin.corpus)
     base_model = teacher_hub_id(origin.teacher)
-    st_loads = facts.dtype != "int8" or facts.has_weights  # model2vec `weights` make ST fold to float32
+    # model2vec `weights` (at the root or in the 0_StaticEmbedding/ copy) make ST fold int8 to float32
+    st_loads = facts.dtype != "int8" or facts.has_weights or facts.st_bytes is not None
     parts = [
         "---",
         _front_matter_yaml(teacher_lic, base_model, name),

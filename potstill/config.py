@@ -290,6 +290,10 @@ class ExportConfig:
     out: str = ""
     dtype: str = "int8"  # int8 | float16 | float32
     vocab_quantize: int | None = None  # cluster the rows into K (model2vec's `mapping` layout)
+    # int8 only: also write 0_StaticEmbedding/ (the same int8 table with its scale as per-token
+    # `weights`, which sentence-transformers folds to float32), so SentenceTransformer(OUT) loads.
+    # It doubles the folder; model2vec reads the root files and keeps its fast path either way.
+    sentence_transformers: bool = True
     # Sentences for the reload check: a text file (.txt/.txt.gz) or a potstill featurize store
     # folder; None: synthetic sentences from the vocabulary.
     check_texts: str | None = None

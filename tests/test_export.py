@@ -25,7 +25,7 @@ from potstill.distill.build import distill
 from potstill.distill.featurize import featurize
 from potstill.eval import report
 from potstill.eval.speed import Speed
-from potstill.export import ExportError, export
+from potstill.export import ExportError, export, int8_scale, quantize_int8
 from potstill.lineage import corpus_licence, lineage, teacher_hub_id, teacher_licence
 
 WORDS = "the a cat dog sat on mat is was and of to in it quick brown fox jumps over lazy play run walk talk"
@@ -93,7 +93,8 @@ def test_each_dtype_reloads_in_model2vec_and_sentence_transformers(
     made: dict[str, Path], tmp_path: Path, sentences: list[str], dtype: str, atol: float
 ) -> None:
     out = export(cfg(made, tmp_path / "m", dtype=dtype))
-    assert sorted(p.name for p in out.iterdir()) == [
+    st_copy = ["0_StaticEmbedding"] if dtype == "int8" else []
+    assert sorted(p.name for p in out.iterdir()) == [*st_copy,
         "README.md", "config.json", "manifest.json", "model.safetensors", "modules.json", "tokenizer.json"
     ]  # fmt: skip
     assert not (tmp_path / "m.partial").exists() and not (tmp_path / "m.rejected").exists()
@@ -101,14 +102,21 @@ def test_each_dtype_reloads_in_model2vec_and_sentence_transformers(
     assert set(tensors) == {"embeddings"} and tensors["embeddings"].dtype == np.dtype(dtype)
     config = json.loads((out / "config.json").read_text())
     assert config["normalize"] is True and config["embedding_dtype"] == dtype
-    assert config["potstill"]["export"] == {"dtype": dtype, "vocab_quantize": None}
+    block = config["potstill"]["export"]
+    assert (block["dtype"], block["vocab_quantize"]) == (dtype, None)
+    assert (block["int8_scale"] is None) == (dtype != "int8")
+    assert block["sentence_transformers_folder"] == ("0_StaticEmbedding" if st_copy else None)
     assert config["potstill"]["stage"] == "distill"  # the source's own block is kept
     modules = json.loads((out / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[1] for m in modules] == ["StaticEmbedding", "Normalize"]
+    assert modules[0]["path"] == ("0_StaticEmbedding" if st_copy else ".")
 
     info = manifest.read(out)
     assert manifest.verify(out) == []
-    assert sorted(info["outputs"]) == ["config.json", "model.safetensors", "modules.json", "tokenizer.json"]
+    copies = ["0_StaticEmbedding/model.safetensors", "0_StaticEmbedding/tokenizer.json"] if st_copy else []
+    assert sorted(info["outputs"]) == [
+        *copies, "config.json", "model.safetensors", "modules.json", "tokenizer.json"
+    ]  # fmt: skip
     assert info["inputs"][0]["path"] == str(made["final"])
     assert (info["rows"], info["dims"], info["dtype"]) == (tensors["embeddings"].shape[0], 16, dtype)
     assert info["bytes"] == (out / "model.safetensors").stat().st_size
@@ -124,13 +132,53 @@ def test_each_dtype_reloads_in_model2vec_and_sentence_transformers(
 
     from sentence_transformers import SentenceTransformer
 
-    if dtype == "int8":  # sentence-transformers 6.2 builds an nn.EmbeddingBag, which needs float weights
-        with pytest.raises(RuntimeError, match="floating point"):
-            SentenceTransformer(str(out), device="cpu")
-        assert "cannot load an int8 table" in (out / "README.md").read_text()
-        return
     st = SentenceTransformer(str(out), device="cpu").encode(sentences)
-    np.testing.assert_allclose(st, exported.astype(np.float32), atol=atol)
+    np.testing.assert_allclose(st, exported.astype(np.float32), atol=max(atol, 1e-6))
+    assert "SentenceTransformer(" in (out / "README.md").read_text()
+    if st_copy:  # the same int8 values, the scale as per-token weights; model2vec's root has no weights
+        copy = load_file(str(out / "0_StaticEmbedding" / "model.safetensors"))
+        np.testing.assert_array_equal(copy["embeddings"], tensors["embeddings"])
+        np.testing.assert_allclose(copy["weights"], block["int8_scale"])
+        assert StaticModel.from_pretrained(out).weights is None
+
+
+def test_int8_without_the_sentence_transformers_copy(
+    made: dict[str, Path], tmp_path: Path, run_cli: Callable[..., Any]
+) -> None:
+    out = tmp_path / "small"
+    proc = run_cli("export", made["final"], "--out", out, "--no-sentence-transformers")
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "0_StaticEmbedding").exists() and manifest.verify(out) == []
+    assert json.loads((out / "modules.json").read_text())[0]["path"] == "."
+    from sentence_transformers import SentenceTransformer  # 6.2 builds an nn.EmbeddingBag: floats only
+
+    with pytest.raises(RuntimeError, match="floating point"):
+        SentenceTransformer(str(out), device="cpu")
+    card = (out / "README.md").read_text()
+    assert "has no `0_StaticEmbedding/` copy" in card and "SentenceTransformer(" not in card
+
+
+def test_int8_scale_has_the_least_squared_error_and_clips_instead_of_wrapping() -> None:
+    rng = np.random.default_rng(0)
+    table = rng.standard_t(3, size=(2000, 32)).astype(np.float32)  # heavy tails, like trained tables
+
+    def err(scale: float) -> float:
+        return float(np.square(quantize_int8(table, scale).astype(np.float32) * scale - table).mean())
+
+    top = float(np.abs(table).max())
+    chosen = int8_scale(table)
+    brute = min(err(c / 127) for c in np.linspace(top / 20, top, 400))
+    assert chosen < top / 127 and err(chosen) < 0.9 * err(top / 127)  # model2vec's max|x| / 127
+    assert err(chosen) <= 1.01 * brute
+    q = quantize_int8(table, chosen)
+    assert q.max() == 127  # the positive tail is clipped, never wrapped around
+    assert (
+        np.sign(q[np.abs(table) > 127 * chosen]).tolist()
+        == np.sign(table[np.abs(table) > 127 * chosen]).tolist()
+    )
+    plain = rng.uniform(-1, 1, size=(500, 16)).astype(np.float32)  # no tail: about the max
+    assert int8_scale(plain) == pytest.approx(np.abs(plain).max() / 127, rel=0.05)
+    assert int8_scale(np.zeros((3, 4), np.float32)) == 1.0
 
 
 def test_card_front_matter_lineage_licences_and_recipe(made: dict[str, Path], tmp_path: Path) -> None:

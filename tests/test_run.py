@@ -254,10 +254,6 @@ def test_features_name_keys_on_content_settings_only() -> None:
         pipeline.plan(RECIPES / "tiny.toml", sets=["lr=1"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sentence-transformers 6.2's StaticEmbedding cannot hold an int8 table (issue 8, open)",
-)
 def test_int8_model_loads_in_sentence_transformers(tiny_run: dict[str, Any]) -> None:
     from sentence_transformers import SentenceTransformer
 

@@ -19,6 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--check-texts", dest="check_texts", help="reload-check sentences: a text file or a featurize store"
     )
+    parser.add_argument(
+        "--no-sentence-transformers",
+        action="store_false",
+        default=None,
+        dest="sentence_transformers",
+        help="int8: skip the 0_StaticEmbedding/ copy that sentence-transformers reads (half the folder)",
+    )
     parser.add_argument("--check-sentences", type=int, dest="check_sentences")
     parser.add_argument("--min-mean-cosine", type=float, dest="min_mean_cosine")
     parser.add_argument("--min-cosine", type=float, dest="min_cosine")
