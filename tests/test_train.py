@@ -24,7 +24,7 @@ from potstill.train import checkpoint, losses
 from potstill.train.born_again import teacher_targets
 from potstill.train.data import Batch, FeatureData, Tokenize, fixed_batches
 from potstill.train.loop import TrainError, embed, train_round, validate
-from potstill.train.model import StaticTrainModel
+from potstill.train.model import StaticTrainModel, fit_head
 from potstill.train.stage import load_base, train
 from potstill.train.targets import fit_streaming_pca
 
@@ -84,6 +84,21 @@ def test_losses_on_hand_checked_batches() -> None:
 
 
 # -------------------------------------------------------------------------------------- the model
+def test_head_fit_recovers_a_linear_map_and_stays_small_on_a_rank_deficient_base() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 8))
+    true_w, true_b = rng.normal(size=(4, 8)), rng.normal(size=4)
+    w, b = fit_head(x, x @ true_w.T + true_b)
+    np.testing.assert_allclose(w, true_w, atol=0.02)
+    np.testing.assert_allclose(b, true_b, atol=0.02)
+    # a base that spans 6 of its 8 directions (a table at the teacher's full width), plus float noise
+    basis = np.linalg.qr(rng.normal(size=(8, 8)))[0]
+    flat = rng.normal(size=(2000, 6)) @ basis[:, :6].T + 1e-7 * rng.normal(size=(2000, 8))
+    w, _ = fit_head(flat, rng.normal(size=(2000, 4)))
+    assert np.abs(w @ basis[:, 6:]).max() < 1e-3  # no weight on the directions the base lacks
+    assert np.isfinite(w).all() and np.abs(w).max() < 1.0
+
+
 def test_folded_table_alone_reproduces_the_model(setup: dict[str, Path]) -> None:
     table, tokenizer, _ = load_base(setup["base"])
     model = StaticTrainModel.from_table(table)

@@ -21,6 +21,7 @@ import numpy as np
 # parameters with one row per token (updated sparsely) and dense ones
 ROW_PARAMS = ("embeddings", "weights")
 DENSE_PARAMS = ("head_weight", "head_bias")
+HEAD_RIDGE = 1e-3  # fit_head: the ridge, relative to the mean eigenvalue of the pooled scatter
 
 
 @dataclass
@@ -92,9 +93,22 @@ def forward(params: dict[str, mx.array], counts: mx.array) -> mx.array:
     return pool(params, counts) @ params["head_weight"].T + params["head_bias"]
 
 
-def fit_head(pooled: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares head (W, b) with pooled @ W.T + b ~ targets: starts training from the best
-    linear map between the base table's space and the targets' PCA space."""
-    x = np.hstack([pooled.astype(np.float64), np.ones((pooled.shape[0], 1))])
-    sol, *_ = np.linalg.lstsq(x, targets.astype(np.float64), rcond=None)
-    return np.ascontiguousarray(sol[:-1].T, dtype=np.float32), sol[-1].astype(np.float32)
+def fit_head(
+    pooled: np.ndarray, targets: np.ndarray, ridge: float = HEAD_RIDGE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge head (W, b) with pooled @ W.T + b ~ targets: starts training from the best linear map
+    between the base table's space and the targets' PCA space.
+
+    The ridge (`ridge` x the mean eigenvalue of the pooled scatter) keeps W small along the
+    directions the base barely spans. A table at the teacher's full width (384 of MiniLM's 384)
+    has some: plain least squares then put weights of ~1e6 on them, and the first AdamW steps,
+    which move every coordinate by about lr, blew the loss up (5.85, from 0.19)."""
+    x = pooled.astype(np.float64)
+    y = targets.astype(np.float64)
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    xc, yc = x - x_mean, y - y_mean
+    scatter = xc.T @ xc
+    lam = ridge * float(np.trace(scatter)) / scatter.shape[0]
+    w = np.linalg.solve(scatter + lam * np.eye(scatter.shape[0]), xc.T @ yc).T  # (targets, dims)
+    bias = y_mean - w @ x_mean
+    return np.ascontiguousarray(w, dtype=np.float32), bias.astype(np.float32)
