@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,27 @@ def test_measure_keeps_the_best_pass() -> None:
     def encode(texts: Any) -> None:
         calls.append(len(texts))
 
-    speed = measure(encode, ["s"] * 300, min_seconds=0.0, warmup=100)
+    (speed,) = measure([encode], ["s"] * 300, min_seconds=0.0, warmup=100)
     assert calls == [100, 300]  # a spread of 100 to warm up, then one timed pass
     assert speed.sentences == 300 and speed.passes == 1 and speed.per_second > 0
+
+
+def test_measure_interleaves_the_models_and_each_gets_its_passes() -> None:
+    calls: list[str] = []
+
+    def timed(name: str, seconds: float) -> Any:
+        def encode(texts: Any) -> None:
+            calls.append(name)
+            time.sleep(seconds)
+
+        return encode
+
+    fast, slow = measure([timed("a", 0.001), timed("b", 0.03)], ["s"] * 10, min_seconds=0.05, max_passes=6)
+    assert calls[:2] == ["a", "b"]  # both warmed up first
+    timed_calls = calls[2:]
+    assert timed_calls[:4] == ["a", "b", "a", "b"]  # then in turns, not one model after the other
+    assert fast.passes == 6 and 2 <= slow.passes <= 3  # `a` stops at max_passes, `b` at min_seconds
+    assert timed_calls.count("a") == 6 and fast.per_second > slow.per_second
 
 
 def test_eval_config_lists_and_checks() -> None:

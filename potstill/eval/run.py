@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from potstill.config import ConfigError, EvalConfig
 from potstill.eval.scores import EXTRA_METRICS, EvalRun, ModelScores, TaskScore, split_score
-from potstill.eval.speed import measure, sample_sentences
+from potstill.eval.speed import Speed, measure, sample_sentences
 from potstill.eval.tasks import TaskData, TaskFolderError, TaskSpec, find_tasks, load_task
 
 if TYPE_CHECKING:
@@ -133,13 +133,15 @@ def evaluate(cfg: EvalConfig, inputs: Inputs | None = None) -> EvalRun:
     hub = [mteb_tasks.hub_task(name, cfg.split)[0] for name in cfg.mteb]
     mteb_tasks.quiet_mteb()
     models = []
-    for encoder in load_models(cfg):
+    encoders = load_models(cfg)
+    speeds: list[Speed | None] = [None] * len(encoders)
+    if inputs.speed_sample:  # all models in turns, before any task: the same conditions for each
+        speeds = list(measure([e.encode_texts for e in encoders], inputs.speed_sample))
+    for encoder, speed in zip(encoders, speeds, strict=True):
         scores = ModelScores(encoder.label, encoder.kind, encoder.source, encoder.dim, encoder.size_bytes)
-        if inputs.speed_sample:
-            scores.speed = measure(encoder.encode_texts, inputs.speed_sample)
-            logger.info(
-                "%s: %.0f sentences/s on %s", encoder.label, scores.speed.per_second, inputs.speed_task
-            )
+        if speed is not None:
+            scores.speed = speed
+            logger.info("%s: %.0f sentences/s on %s", encoder.label, speed.per_second, inputs.speed_task)
         for data in inputs.folders:
             scores.tasks[data.spec.name] = evaluate_task(
                 encoder, data.spec, mteb_tasks.to_mteb(data), cfg.split

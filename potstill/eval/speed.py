@@ -3,8 +3,9 @@
 The sample is drawn once per run (seeded) from the text columns of one task split (by default
 the STSBenchmark test sentences), so static models and the teacher are timed on the same
 sentences. Each model is warmed up on a spread of the sample (the teacher compiles one graph per
-padded length), then timed until `min_seconds` have passed; the best pass counts, because these
-machines are shared and noise only ever slows a pass down.
+padded length), then the models are timed in turns, one pass each per round, until each has
+`min_seconds` of passes; the best pass counts, because these machines are shared and noise only
+ever slows a pass down.
 """
 
 from __future__ import annotations
@@ -60,26 +61,36 @@ def sample_sentences(data: TaskData, n: int, seed: int = 0) -> list[str]:
 
 
 def measure(
-    encode: Callable[[Sequence[str]], Any],
+    encoders: Sequence[Callable[[Sequence[str]], Any]],
     sentences: Sequence[str],
     *,
     min_seconds: float = 1.0,
     max_passes: int = 20,
     warmup: int = 128,
-) -> Speed:
-    """Time `encode(sentences)`: a warm-up on a spread of the sample, then passes until `min_seconds`."""
+) -> list[Speed]:
+    """Time each `encode(sentences)`, interleaved: a warm-up of each on a spread of the sample,
+    then rounds of one pass per model until each has `min_seconds` (or `max_passes`) of passes.
+
+    Interleaving makes a burst of load on a shared machine hit every model alike, instead of
+    whichever model was being timed then (timed one after another, two runs of the same pair of
+    equally fast models gave 1.08x and 0.87x)."""
     if not sentences:
         raise ValueError("no sentences to time")
     step = max(1, len(sentences) // warmup)
-    encode(list(sentences[::step]))  # spread over the sample: lengths (and compiled shapes) vary
-    best = float("inf")
-    total = 0.0
-    passes = 0
-    while passes < max_passes and (passes == 0 or total < min_seconds):
-        start = time.perf_counter()
-        encode(sentences)
-        seconds = time.perf_counter() - start
-        best = min(best, seconds)
-        total += seconds
-        passes += 1
-    return Speed(len(sentences), best, passes)
+    spread = list(sentences[::step])  # lengths (and the teacher's compiled shapes) vary
+    for encode in encoders:
+        encode(spread)
+    n = len(encoders)
+    best, total, passes = [float("inf")] * n, [0.0] * n, [0] * n
+    while True:
+        due = [i for i in range(n) if passes[i] < max_passes and (passes[i] == 0 or total[i] < min_seconds)]
+        if not due:
+            break
+        for i in due:
+            start = time.perf_counter()
+            encoders[i](sentences)
+            seconds = time.perf_counter() - start
+            best[i] = min(best[i], seconds)
+            total[i] += seconds
+            passes[i] += 1
+    return [Speed(len(sentences), best[i], passes[i]) for i in range(n)]
