@@ -72,8 +72,8 @@ def measure(
     then rounds of one pass per model until each has `min_seconds` (or `max_passes`) of passes.
 
     Interleaving makes a burst of load on a shared machine hit every model alike, instead of
-    whichever model was being timed then (timed one after another, two runs of the same pair of
-    equally fast models gave 1.08x and 0.87x)."""
+    whichever model was being timed then (timed one after another, the ratio of the same pair of
+    models moved from run to run; BENCHMARKS.md, recipes section)."""
     if not sentences:
         raise ValueError("no sentences to time")
     step = max(1, len(sentences) // warmup)
