@@ -215,7 +215,11 @@ class DistillConfig:
     min_frequency: int = 2
     vocab: str | None = None  # a user vocabulary file (one token per line) instead of corpus words
     remove_pattern: str = r"\[unused\d+\]"
-    pooling: str = "mean"  # mean (over [CLS] tok [SEP], model2vec's) | cls | teacher
+    pooling: str = "mean"  # isolated tokens: mean (over [CLS] tok [SEP], model2vec's) | cls | teacher
+    # auto: context when a corpus is given, else isolated | isolated ([CLS] tok [SEP], model2vec's)
+    # | context (each entry's mean teacher output over its occurrences in corpus sentences)
+    tokens: str = "auto"
+    context_sentences: int = 100_000  # corpus sentences the teacher reads for context vectors
     sif: str = "auto"  # auto: corpus frequencies when a corpus is given, else zipf | zipf | corpus | none
     sif_coefficient: float = 1e-4
     batch_size: int = 256
@@ -229,6 +233,10 @@ class DistillConfig:
             raise ConfigError(f"sif={self.sif!r} is not known; use auto, zipf, corpus or none")
         if self.pooling not in ("mean", "cls", "teacher"):
             raise ConfigError(f"pooling={self.pooling!r} is not known; use mean, cls or teacher")
+        if self.tokens not in ("auto", "isolated", "context"):
+            raise ConfigError(f"tokens={self.tokens!r} is not known; use auto, isolated or context")
+        if self.context_sentences < 1:
+            raise ConfigError(f"context_sentences={self.context_sentences} must be >= 1")
         if self.features and self.corpus:
             raise ConfigError("give --features or --corpus, not both")
 

@@ -137,3 +137,75 @@ def test_cli_distill(model: Path, corpus: Path, tmp_path: Path, run_cli) -> None
     assert StaticModel.from_pretrained(tmp_path / "m").embedding.shape[1] == 8
     res = run_cli("distill", "--teacher", model, "--dims", "999", "--out", tmp_path / "m2")
     assert res.returncode == 2 and "dims=999 exceeds the teacher width 64" in res.stderr
+
+
+def _reference_contexts(numpy_bert, model: Path, texts: list[str], token: str, word: str) -> tuple:  # type: ignore[no-untyped-def]
+    """Mean output of `token` over its positions, and of `word` over its occurrences (each the
+    mean over its pieces), one sentence at a time through the numpy reference BERT."""
+    ref = numpy_bert(model)
+    tid = ref.tokenizer.token_to_id(token)
+    tok_vecs, word_vecs = [], []
+    for text in texts:
+        enc = ref.tokenizer.encode(text)
+        ids = np.array([enc.ids])
+        hidden = ref.hidden(ids, np.ones_like(ids))[0]
+        words = [
+            w
+            for w, _ in ref.tokenizer.pre_tokenizer.pre_tokenize_str(
+                ref.tokenizer.normalizer.normalize_str(text)
+            )
+        ]
+        for p, i in enumerate(enc.ids[1:-1], start=1):
+            if i == tid:
+                tok_vecs.append(hidden[p])
+        for wi, w in enumerate(words):
+            if w == word:
+                pos = [p for p, x in enumerate(enc.word_ids) if x == wi]
+                word_vecs.append(hidden[pos].mean(axis=0))
+    return np.mean(tok_vecs, axis=0), len(tok_vecs), np.mean(word_vecs, axis=0), len(word_vecs)
+
+
+def test_context_vectors_match_a_per_sentence_reference(model: Path, numpy_bert) -> None:  # type: ignore[no-untyped-def]
+    from potstill.distill.contexts import collect
+
+    teacher = Teacher.load(model)
+    base = teacher_tokens(teacher.tokenizer)
+    assert len(teacher.tokenizer.encode("zebra", add_special_tokens=False).ids) > 1  # a multi-piece word
+    tokens = [*base, "zebra"]
+    ctx = collect(teacher, tokens, len(base), iter(CORPUS), max_sentences=10, batch_size=2)
+    tok_mean, tok_n, word_mean, word_n = _reference_contexts(numpy_bert, model, CORPUS, "the", "zebra")
+    row = base.index("the")
+    assert ctx.counts[row] == tok_n == 4 and ctx.counts[-1] == word_n == 5
+    fallback = np.ones((len(tokens), teacher.dim), dtype=np.float32)
+    vectors = ctx.vectors(fallback)
+    np.testing.assert_allclose(vectors[row], tok_mean, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(vectors[-1], word_mean, rtol=1e-3, atol=1e-4)
+    # [CLS]/[SEP] are never gathered; an unseen entry keeps its (rescaled) fallback
+    assert ctx.counts[base.index("[CLS]")] == 0 and ctx.counts[base.index("[SEP]")] == 0
+    unseen = int(np.argmin(ctx.counts))
+    assert ctx.counts[unseen] == 0
+    seen_norm = np.linalg.norm(vectors[ctx.counts > 0], axis=1).mean()
+    np.testing.assert_allclose(
+        vectors[unseen], np.full(teacher.dim, seen_norm / np.sqrt(teacher.dim)), rtol=1e-4
+    )
+    # only the first max_sentences texts are read
+    assert collect(teacher, tokens, len(base), iter(CORPUS), max_sentences=1).counts[-1] == 2
+    with pytest.raises(ValueError, match="corpus gave none"):
+        collect(teacher, tokens, len(base), iter(["", "  "]), max_sentences=10)
+
+
+def test_distill_with_context_tokens(model: Path, corpus: Path, tmp_path: Path) -> None:
+    cfg = DistillConfig(teacher=str(model), out=str(tmp_path / "c"), dims=8, corpus=str(corpus), vocab_size=5)
+    meta = json.loads((distill(cfg) / "manifest.json").read_text())
+    assert cfg.tokens == "auto" and meta["tokens"] == "context" and meta["context_sentences"] == len(CORPUS)
+    iso = distill(DistillConfig(**{**cfg.__dict__, "out": str(tmp_path / "i"), "tokens": "isolated"}))
+    assert json.loads((iso / "manifest.json").read_text())["tokens"] == "isolated"
+    a = StaticModel.from_pretrained(tmp_path / "c").embedding
+    b = StaticModel.from_pretrained(iso).embedding
+    assert a.shape == b.shape and not np.allclose(a, b)
+    with pytest.raises(ValueError, match="tokens=context needs corpus sentences"):
+        distill(DistillConfig(teacher=str(model), out=str(tmp_path / "x"), dims=8, tokens="context"))
+    from potstill.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tokens='word'"):
+        DistillConfig(tokens="word")

@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-frequency", type=int, dest="min_frequency")
     parser.add_argument("--vocab", help="a vocabulary file (one word per line) instead of corpus words")
     parser.add_argument("--pooling", choices=["mean", "cls", "teacher"])
+    parser.add_argument(
+        "--tokens",
+        choices=["auto", "isolated", "context"],
+        help="token vectors: alone as [CLS] tok [SEP], or averaged over corpus sentences (auto: context with a corpus)",
+    )
+    parser.add_argument("--context-sentences", type=int, dest="context_sentences")
     parser.add_argument("--sif", choices=["auto", "zipf", "corpus", "none"])
     parser.add_argument("--sif-coefficient", type=float, dest="sif_coefficient")
     parser.add_argument("--batch-size", type=int, dest="batch_size")

@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 from potstill import manifest
 from potstill.config import DistillConfig, config_hash, to_dict
-from potstill.distill import store, vocab
+from potstill.distill import contexts, store, vocab
 from potstill.distill.corpus import CorpusSpec, iter_sentences
 from potstill.distill.pca import fit_pca
 from potstill.distill.teacher import Teacher
@@ -106,6 +106,14 @@ def distill(cfg: DistillConfig) -> Path:
         )
     tokenizer = vocab.static_tokenizer(teacher.tokenizer, tokens)
     table = embed_tokens(teacher, tokens, pooling=cfg.pooling, batch_size=cfg.batch_size)
+    source = cfg.tokens if cfg.tokens != "auto" else ("context" if texts is not None else "isolated")
+    seen: dict[str, int] = {}
+    if source == "context":
+        if texts is None:
+            raise ValueError("tokens=context needs corpus sentences: pass --features DIR or --corpus FILE")
+        ctx = contexts.collect(teacher, tokens, n_teacher, texts(), cfg.context_sentences)
+        table = ctx.vectors(table)
+        seen = {"context_sentences": ctx.sentences, "context_rows_seen": int((ctx.counts > 0).sum())}
     pca = fit_pca(table, cfg.dims)
     vectors = pca.transform(table)
     sif = cfg.sif if cfg.sif != "auto" else ("corpus" if texts is not None else "zipf")
@@ -128,7 +136,7 @@ def distill(cfg: DistillConfig) -> Path:
         "hidden_dim": cfg.dims,
         "seq_length": 1000000,
         "pooling": cfg.pooling,
-        "potstill": {"stage": "distill", "sif": sif, "teacher_pooling": teacher.pooling},
+        "potstill": {"stage": "distill", "sif": sif, "tokens": source, "teacher_pooling": teacher.pooling},
     }
     model = StaticModel(
         vectors=vectors.astype(np.float32),
@@ -157,6 +165,8 @@ def distill(cfg: DistillConfig) -> Path:
             "teacher_tokens": n_teacher,
             "dims": cfg.dims,
             "sif": sif,
+            "tokens": source,
+            **seen,
             "explained_variance": float(pca.explained_variance_ratio.sum()),
             "seconds": round(seconds, 1),
         },

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
@@ -237,6 +237,40 @@ class Teacher:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if not len(ids):
             return out
+        for idx, _, pooled in self._run_batches(ids, batch_size, self._forward(pooling, skip_leading)):
+            out[idx] = np.array(pooled.astype(mx.float32), copy=False)
+        if normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.maximum(norms, 1e-12)
+        return out
+
+    def hidden_states(
+        self, ids: Sequence[Sequence[int]], *, batch_size: int = 64
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The last layer's outputs, batch by batch (in length order, not input order): yields
+        (indices into `ids`, hidden float32 (batch, width, dim), padded ids int32 (batch, width));
+        padding positions hold id -1."""
+        model = self.model
+
+        def run(tokens: mx.array, mask: mx.array) -> mx.array:
+            return model(tokens, mask)
+
+        for idx, (tokens, mask), hidden in self._run_batches(ids, batch_size, run):
+            padded = np.where(np.array(mask) > 0, np.array(tokens), -1).astype(np.int32)
+            yield idx, np.array(hidden.astype(mx.float32), copy=False), padded
+
+    def _run_batches(
+        self,
+        ids: Sequence[Sequence[int]],
+        batch_size: int,
+        forward: Callable[[mx.array, mx.array], mx.array],
+    ) -> Iterator[tuple[np.ndarray, tuple[mx.array, mx.array], mx.array]]:
+        """Run `forward(tokens, mask)` over length-sorted batches; yields (indices, (tokens,
+        mask), result)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be >= 1")
+        if not len(ids):
+            return
         cap = self.max_seq_length
         # Over-long sequences keep their last (special) token, as tokenizer truncation does.
         ids = [list(s) if len(s) <= cap else [*s[: cap - 1], s[-1]] for s in ids]
@@ -245,7 +279,6 @@ class Teacher:
             raise ValueError(f"sequence {int(np.argmin(lengths))} has no tokens")
         order = np.argsort(lengths, kind="stable")
         batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        forward = self._forward(pooling, skip_leading)
         streams = self._streams()
         # One stream per core, each running whole batches with a one-thread BLAS: MLX's CPU
         # element-wise ops are single-threaded, so this keeps every core busy all the time.
@@ -256,14 +289,9 @@ class Teacher:
                 for stream, idx in zip(streams, batches[group : group + len(streams)], strict=False):
                     tokens, mask = _pad([ids[i] for i in idx], self.max_seq_length)
                     with mx.stream(stream):
-                        running.append((idx, forward(tokens, mask)))
-                mx.eval([r for _, r in running])
-                for idx, pooled in running:
-                    out[idx] = np.array(pooled.astype(mx.float32), copy=False)
-        if normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out /= np.maximum(norms, 1e-12)
-        return out
+                        running.append((idx, (tokens, mask), forward(tokens, mask)))
+                mx.eval([r for *_, r in running])
+                yield from running
 
     def _forward(self, pooling: str, skip_leading: int = 0) -> Callable[[mx.array, mx.array], mx.array]:
         model = self.model
