@@ -32,7 +32,6 @@ class Contexts:
     sums: np.ndarray
     counts: np.ndarray
     sentences: int
-    seconds: float
 
     def vectors(self, fallback: np.ndarray) -> np.ndarray:
         """Mean context vectors; unseen rows take `fallback`, rescaled to the seen rows' mean norm."""
@@ -108,7 +107,7 @@ def collect(
         int((counts > 0).sum()),
         len(tokens),
     )
-    return Contexts(sums, counts, len(batch), seconds)
+    return Contexts(sums, counts, len(batch))
 
 
 def _add_words(
