@@ -259,6 +259,7 @@ class TrainConfig:
     patience: int = 2  # early stopping: epochs without a better validation loss; 0: never stop
     lr: float = 3e-3
     weight_decay: float = 0.0
+    anchor_decay: float = 0.0  # weight decay toward the round's starting values (L2-SP), not zero
     warmup: float = 0.05  # share of the round's steps spent warming the learning rate up
     val_fraction: float = 0.02  # held-out share of the store (by a hash of the text)
     val_max: int = 5_000  # at most this many held-out sentences (kept in memory)
@@ -277,6 +278,8 @@ class TrainConfig:
             raise ConfigError("epochs must be >= 1 and patience >= 0")
         if self.temperature <= 0 or self.lr <= 0:
             raise ConfigError("temperature and lr must be > 0")
+        if self.weight_decay < 0 or self.anchor_decay < 0:
+            raise ConfigError("weight_decay and anchor_decay must be >= 0")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup={self.warmup} must be in [0, 1)")
         if not 0.0 < self.val_fraction < 0.5:

@@ -25,6 +25,7 @@ from potstill.train.born_again import teacher_targets
 from potstill.train.data import Batch, FeatureData, Tokenize, fixed_batches
 from potstill.train.loop import TrainError, embed, train_round, validate
 from potstill.train.model import StaticTrainModel, fit_head
+from potstill.train.optimizer import AdamW
 from potstill.train.stage import load_base, train
 from potstill.train.targets import fit_streaming_pca
 
@@ -173,6 +174,25 @@ def test_early_stopping_restores_the_best_weights(setup: dict[str, Path], tmp_pa
     assert history[-1]["val_loss"] > history[1]["val_loss"]
     loss = losses.get("cosine", c.temperature)
     assert validate(model, val, good, loss) == pytest.approx(history[1]["val_loss"], rel=1e-5)
+
+
+def test_anchor_decay_pulls_toward_the_starting_values(setup: dict[str, Path], tmp_path: Path) -> None:
+    # one hand-checked step: a zero gradient leaves only the pull, lr * decay of the way back
+    p, zero = {"x": mx.array([1.0, -2.0])}, {"x": mx.array([0.0, 0.0])}
+    new, _, _ = AdamW(anchor_decay=2.0).update(
+        p, zero, zero, zero, mx.array(0.1), mx.array(1.0), {"x": zero["x"]}
+    )
+    np.testing.assert_allclose(np.asarray(new["x"]), [0.8, -1.6], rtol=1e-6)
+    # in a round: the stronger the pull, the closer the trained rows stay to the base
+    moved = []
+    for decay in (0.0, 50.0):
+        c = cfg(setup, tmp_path / str(decay), epochs=2, anchor_decay=decay, lr=0.05)
+        model, data, val = _round_parts(setup, c)
+        start = model.embeddings.copy()
+        pca = fit_streaming_pca((e for _, e in data.training_chunks()), 8)
+        train_round(model, data, val, teacher_targets(pca), c, tmp_path / str(decay), "x")
+        moved.append(float(np.abs(model.embeddings - start).sum()))
+    assert 0 < moved[1] < 0.5 * moved[0]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(setup: dict[str, Path], tmp_path: Path) -> None:

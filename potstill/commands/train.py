@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--weight-decay", type=float, dest="weight_decay")
+    parser.add_argument(
+        "--anchor-decay", type=float, dest="anchor_decay", help="weight decay toward the starting values"
+    )
     parser.add_argument("--val-fraction", type=float, dest="val_fraction")
     parser.add_argument("--max-sentences", type=int, dest="max_sentences")
     parser.add_argument("--born-again", action="store_true", default=None, dest="born_again")

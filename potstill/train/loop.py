@@ -61,6 +61,9 @@ def validate(model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn,
 
 
 def make_step(loss: losses.Loss, optimizer: AdamW) -> Callable[..., Any]:
+    """The compiled training step; `anchors` (the touched rows' starting values) may be empty when
+    the optimizer has no anchor decay."""
+
     def compute(p: dict[str, mx.array], counts: mx.array, t: mx.array, same: mx.array) -> mx.array:
         return loss(forward(p, counts), t, same)
 
@@ -75,9 +78,10 @@ def make_step(loss: losses.Loss, optimizer: AdamW) -> Callable[..., Any]:
         same: mx.array,
         lr: mx.array,
         n: mx.array,
+        anchors: dict[str, mx.array],
     ) -> tuple[mx.array, dict[str, mx.array], dict[str, mx.array], dict[str, mx.array]]:
         value, g = grad(p, counts, t, same)
-        p2, m2, v2 = optimizer.update(p, g, m, v, lr, n)
+        p2, m2, v2 = optimizer.update(p, g, m, v, lr, n, anchors)
         return value, p2, m2, v2
 
     return mx.compile(step)
@@ -101,6 +105,7 @@ def train_round(
     loss = losses.get(cfg.loss, cfg.temperature)
     per_epoch = max(data.steps_per_epoch(cfg.batch_size), 1)
     total = cfg.epochs * per_epoch
+    start_params = copy(model.params()) if cfg.anchor_decay else {}  # where the round begins
     resumed = checkpoint.load(folder, config_sha256)
     if resumed is not None:
         model.load(resumed.params)
@@ -112,7 +117,7 @@ def train_round(
         state.best_loss = validate(model, val, target_fn, loss)
         state.history.append({"epoch": 0, "val_loss": state.best_loss})
         logger.info("%s: validation loss before training %.4f", label, state.best_loss)
-    step = make_step(loss, AdamW(weight_decay=cfg.weight_decay))
+    step = make_step(loss, AdamW(weight_decay=cfg.weight_decay, anchor_decay=cfg.anchor_decay))
     params = model.params()  # the model's own arrays: steps write into them
 
     sentences, seconds = 0, 0.0
@@ -134,6 +139,7 @@ def train_round(
                 mx.array(batch.same),
                 mx.array(lr, dtype=mx.float32),
                 mx.array(state.steps + 1, dtype=mx.float32),
+                gather_rows(start_params, batch.rows, padded) if start_params else {},
             )
             current = float(np.asarray(value))
             if not math.isfinite(current):

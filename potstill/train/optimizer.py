@@ -1,6 +1,10 @@
 """AdamW with lazy row updates: a step updates the moments and values of the rows its batch
 touched (and the dense head); untouched rows keep theirs (TensorFlow's LazyAdam). Bias correction
-uses the global step. The moments live in numpy beside the parameters, one row per token."""
+uses the global step. The moments live in numpy beside the parameters, one row per token.
+
+`anchor_decay` is weight decay toward the round's starting values instead of toward zero (L2-SP):
+a step moves each parameter it touches a share lr * anchor_decay of the way back to where the
+round began, so rows keep what the distilled base knew unless the loss keeps pulling them away."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ class AdamW:
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+    anchor_decay: float = 0.0
 
     def update(
         self,
@@ -25,8 +30,10 @@ class AdamW:
         v: dict[str, mx.array],
         lr: mx.array,
         step: mx.array,
+        anchors: dict[str, mx.array] | None = None,
     ) -> tuple[dict[str, mx.array], dict[str, mx.array], dict[str, mx.array]]:
-        """One AdamW step (pure: returns new parameters and moments); `step` counts from 1."""
+        """One AdamW step (pure: returns new parameters and moments); `step` counts from 1.
+        `anchors`: the starting values that `anchor_decay` pulls toward (needed when it is > 0)."""
         new_p, new_m, new_v = {}, {}, {}
         c1 = 1.0 - self.beta1**step
         c2 = 1.0 - self.beta2**step
@@ -35,7 +42,10 @@ class AdamW:
             mm = self.beta1 * m[name] + (1.0 - self.beta1) * g
             vv = self.beta2 * v[name] + (1.0 - self.beta2) * g * g
             update = (mm / c1) / (mx.sqrt(vv / c2) + self.eps)
-            new_p[name] = p * (1.0 - lr * self.weight_decay) - lr * update
+            new = p * (1.0 - lr * self.weight_decay) - lr * update
+            if self.anchor_decay and anchors is not None:
+                new = new - lr * self.anchor_decay * (p - anchors[name])
+            new_p[name] = new
             new_m[name], new_v[name] = mm, vv
         return new_p, new_m, new_v
 
