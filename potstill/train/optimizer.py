@@ -43,8 +43,8 @@ class AdamW:
             vv = self.beta2 * v[name] + (1.0 - self.beta2) * g * g
             update = (mm / c1) / (mx.sqrt(vv / c2) + self.eps)
             new = p * (1.0 - lr * self.weight_decay) - lr * update
-            if self.anchor_decay and anchors is not None:
-                new = new - lr * self.anchor_decay * (p - anchors[name])
+            if self.anchor_decay:  # a missing anchor fails here rather than silently not pulling
+                new = new - lr * self.anchor_decay * (p - anchors[name])  # type: ignore[index]
             new_p[name] = new
             new_m[name], new_v[name] = mm, vv
         return new_p, new_m, new_v
