@@ -30,10 +30,10 @@ class AdamW:
         v: dict[str, mx.array],
         lr: mx.array,
         step: mx.array,
-        anchors: dict[str, mx.array] | None = None,
+        anchors: dict[str, mx.array],
     ) -> tuple[dict[str, mx.array], dict[str, mx.array], dict[str, mx.array]]:
         """One AdamW step (pure: returns new parameters and moments); `step` counts from 1.
-        `anchors`: the starting values that `anchor_decay` pulls toward (needed when it is > 0)."""
+        `anchors`: the starting values that `anchor_decay` pulls toward (may be empty when it is 0)."""
         new_p, new_m, new_v = {}, {}, {}
         c1 = 1.0 - self.beta1**step
         c2 = 1.0 - self.beta2**step
@@ -44,7 +44,7 @@ class AdamW:
             update = (mm / c1) / (mx.sqrt(vv / c2) + self.eps)
             new = p * (1.0 - lr * self.weight_decay) - lr * update
             if self.anchor_decay:  # a missing anchor fails here rather than silently not pulling
-                new = new - lr * self.anchor_decay * (p - anchors[name])  # type: ignore[index]
+                new = new - lr * self.anchor_decay * (p - anchors[name])
             new_p[name] = new
             new_m[name], new_v[name] = mm, vv
         return new_p, new_m, new_v
