@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -261,3 +262,30 @@ def test_int8_model_loads_in_sentence_transformers(tiny_run: dict[str, Any]) -> 
     texts = ["the cat sat on the mat", "a quick brown fox"]
     st = SentenceTransformer(str(model), device="cpu")
     np.testing.assert_allclose(st.encode(texts), StaticModel.from_pretrained(model).encode(texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.toml")))
+def test_every_shipped_recipe_resolves_into_its_stages(recipe: str) -> None:
+    plan = pipeline.plan(RECIPES / recipe)
+    stages = [s.stage for s in plan.steps]
+    assert stages[-4:] == ["distill", "train", "export", "eval"] and "featurize" in stages
+    assert plan.folder.name == recipe.removesuffix(".toml")
+
+
+def test_minilm_recipes_differ_only_in_their_dims() -> None:
+    def settings(dims: int) -> dict[str, dict[str, Any]]:
+        plan = pipeline.plan(RECIPES / f"minilm-{dims}d.toml")
+        out: dict[str, dict[str, Any]] = {}
+        for step in plan.steps:
+            if step.stage not in ("featurize", "distill", "train"):
+                continue  # export and eval only name the recipe's own folders
+            fields = dataclasses.asdict(step.config)
+            out[step.stage] = {
+                k: v for k, v in fields.items() if k not in ("out", "base", "model", "dims", "features")
+            }
+        return out
+
+    assert settings(128) == settings(256) == settings(384)
+    for dims in (128, 256, 384):
+        distill = pipeline.plan(RECIPES / f"minilm-{dims}d.toml").step("distill")
+        assert distill is not None and distill.config.dims == dims
