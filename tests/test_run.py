@@ -272,7 +272,7 @@ def test_every_shipped_recipe_resolves_into_its_stages(recipe: str) -> None:
     assert plan.folder.name == recipe.removesuffix(".toml")
 
 
-def test_minilm_recipes_differ_only_in_their_dims() -> None:
+def test_minilm_recipes_differ_only_in_dims_and_the_128s_vocabulary_and_lr() -> None:
     def settings(dims: int) -> dict[str, dict[str, Any]]:
         plan = pipeline.plan(RECIPES / f"minilm-{dims}d.toml")
         out: dict[str, dict[str, Any]] = {}
@@ -285,7 +285,13 @@ def test_minilm_recipes_differ_only_in_their_dims() -> None:
             }
         return out
 
-    assert settings(128) == settings(256) == settings(384)
+    assert settings(256) == settings(384)
+    small, wide = settings(128), settings(256)
+    assert small["distill"]["vocab_size"] == 0 and wide["distill"]["vocab_size"] > 0  # as measured
+    assert small["train"]["lr"] > wide["train"]["lr"]
+    for stage, key in (("distill", "vocab_size"), ("train", "lr")):
+        del small[stage][key], wide[stage][key]
+    assert small == wide
     for dims in (128, 256, 384):
         distill = pipeline.plan(RECIPES / f"minilm-{dims}d.toml").step("distill")
         assert distill is not None and distill.config.dims == dims
