@@ -64,8 +64,8 @@ def measure(
     encoders: Sequence[Callable[[Sequence[str]], Any]],
     sentences: Sequence[str],
     *,
-    min_seconds: float = 1.0,
-    max_passes: int = 20,
+    min_seconds: float = 4.0,
+    max_passes: int = 100,
     warmup: int = 128,
 ) -> list[Speed]:
     """Time each `encode(sentences)`, interleaved: a warm-up of each on a spread of the sample,
@@ -73,7 +73,9 @@ def measure(
 
     Interleaving makes a burst of load on a shared machine hit every model alike, instead of
     whichever model was being timed then (timed one after another, the ratio of the same pair of
-    models moved from run to run; BENCHMARKS.md, recipes section)."""
+    models moved from run to run; BENCHMARKS.md, recipes section). A static model's pass over
+    2,000 sentences takes ~40 ms, so it gets up to 100 passes (4 s): with 20, its best pass still
+    moved with the machine's load from run to run."""
     if not sentences:
         raise ValueError("no sentences to time")
     step = max(1, len(sentences) // warmup)
