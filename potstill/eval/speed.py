@@ -73,8 +73,8 @@ def measure(
 
     Interleaving makes a burst of load on a shared machine hit every model alike, instead of
     whichever model was being timed then (timed one after another, the ratio of the same pair of
-    models moved from run to run; BENCHMARKS.md, recipes section). A static model's pass over
-    2,000 sentences takes ~40 ms, so it gets up to 100 passes (4 s): with 20, its best pass still
+    models moved from run to run; BENCHMARKS.md, recipes section). A static model's best pass over
+    2,000 sentences takes 29-37 ms (BENCHMARKS.md, recipes), so it gets up to 100 passes (4 s): with 20, its best pass still
     moved with the machine's load from run to run."""
     if not sentences:
         raise ValueError("no sentences to time")
