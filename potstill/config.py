@@ -247,7 +247,8 @@ LOSSES = ("contrastive", "cosine", "mse")
 @dataclass(frozen=True)
 class TrainConfig:
     """`potstill train`: refine a distilled table against featurized teacher embeddings, then
-    (with `born_again`) train a fresh copy of the base on the round-1 model's own embeddings."""
+    (with `born_again`) train a fresh copy of the base on the round-1 model's own embeddings, and
+    again on that one's for each further born-again round."""
 
     base: str = ""  # the distilled model folder (model2vec layout)
     features: str = ""  # the featurized store of the same teacher
@@ -255,6 +256,9 @@ class TrainConfig:
     loss: str = "contrastive"  # contrastive (in-batch InfoNCE) | cosine | mse
     temperature: float = 0.1  # contrastive only
     batch_size: int = 256
+    # batches take runs of this many neighbouring store sentences (mostly one document's): related
+    # sentences become hard in-batch negatives; 1 shuffles sentence by sentence
+    neighbour_block: int = 1
     epochs: int = 6  # the step budget of a round: epochs over the training split
     patience: int = 2  # early stopping: epochs without a better validation loss; 0: never stop
     lr: float = 3e-3
@@ -266,12 +270,17 @@ class TrainConfig:
     max_sentences: int | None = None  # use only the first N sentences of the store
     max_tokens: int = 512  # tokens per sentence, as model2vec truncates
     born_again: bool = False
-    alpha: float = 0.5  # born-again targets: alpha * teacher + (1 - alpha) * round-1 model
+    alpha: float = 0.5  # born-again targets: alpha * teacher + (1 - alpha) * the previous round's model
+    # born-again rounds after round 1, each a fresh copy of the base on the previous round's
+    # embeddings: round2/ ... final/ (1: round1/ then final/)
+    born_again_rounds: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is not known; use one of {LOSSES}")
+        if self.neighbour_block < 1:
+            raise ConfigError(f"neighbour_block={self.neighbour_block} must be >= 1")
         if self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 2 (in-batch negatives)")
         if self.epochs < 1 or self.patience < 0:
@@ -284,6 +293,8 @@ class TrainConfig:
             raise ConfigError(f"warmup={self.warmup} must be in [0, 1)")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 0.5)")
+        if self.born_again_rounds < 1:
+            raise ConfigError(f"born_again_rounds={self.born_again_rounds} must be >= 1")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha={self.alpha} must be in [0, 1]")
         if self.max_tokens < 1 or self.val_max < 1:

@@ -8,7 +8,7 @@ paths that join the stages, so a recipe never names them:
     WORKDIR/features/NAME/    the featurized store, named by teacher, corpus, size and a hash of
                               its settings, so recipes with the same teacher and corpus share it
     WORKDIR/RUN/base/         distill
-    WORKDIR/RUN/trained/      train: round1/ and final/
+    WORKDIR/RUN/trained/      train: round1/ [round2/ ...] final/
     WORKDIR/RUN/RUN-DTYPE/    export: the model users load (model card README.md)
     WORKDIR/RUN/eval/         eval: results.json, report.md, plots
     WORKDIR/RUN/run.json      per stage: ran or skipped, seconds; sizes and scores

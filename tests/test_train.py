@@ -22,7 +22,7 @@ from potstill.distill.build import distill
 from potstill.distill.featurize import featurize
 from potstill.train import checkpoint, losses
 from potstill.train.born_again import teacher_targets
-from potstill.train.data import Batch, FeatureData, Tokenize, fixed_batches
+from potstill.train.data import Batch, FeatureData, Tokenize, block_order, fixed_batches
 from potstill.train.loop import TrainError, embed, train_round, validate
 from potstill.train.model import StaticTrainModel, fit_head
 from potstill.train.optimizer import AdamW
@@ -137,6 +137,25 @@ def test_split_is_stable_and_held_out_never_trained(setup: dict[str, Path]) -> N
     again = [b.teacher[0].tobytes() for b in data.batches(32, seed=0, epoch=1)]
     other = [b.teacher[0].tobytes() for b in data.batches(32, seed=0, epoch=2)]
     assert first == again and first != other
+    # neighbour blocks: as many training sentences, none held out, in another order
+    plain = [t.tobytes() for b in data.batches(32, seed=0, epoch=1) for t in b.teacher]
+    blocked = [t.tobytes() for b in data.batches(32, seed=0, epoch=1, block=4) for t in b.teacher]
+    assert len(plain) == len(blocked) and plain != blocked
+    assert not set(blocked) & {row.tobytes() for row in held_emb}
+
+
+def test_block_order_keeps_runs_together() -> None:
+    order = block_order(np.random.default_rng(0), 10, 4).tolist()
+    # a concatenation of the runs [0..3], [4..7] and [8, 9], in some order
+    runs, k = [], 0
+    while k < len(order):
+        size = 2 if order[k] == 8 else 4
+        runs.append(tuple(order[k : k + size]))
+        k += size
+    assert sorted(runs) == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    assert block_order(np.random.default_rng(0), 0, 4).size == 0
+    same = np.random.default_rng(3).permutation(7)
+    np.testing.assert_array_equal(block_order(np.random.default_rng(3), 7, 1), same)
 
 
 # ---------------------------------------------------------------------------------------- the loop
@@ -163,9 +182,9 @@ def test_early_stopping_restores_the_best_weights(setup: dict[str, Path], tmp_pa
 
     orig = data.batches
 
-    def counting(batch_size: int, seed: int, e: int):  # type: ignore[no-untyped-def]
+    def counting(batch_size: int, seed: int, e: int, block: int = 1):  # type: ignore[no-untyped-def]
         epoch["n"] = e - 1
-        return orig(batch_size, seed, e)
+        return orig(batch_size, seed, e, block)
 
     data.batches = counting  # type: ignore[method-assign]
     result = train_round(model, data, val, targets, c, tmp_path, "x")
@@ -246,6 +265,18 @@ def test_train_stage_round1_and_born_again(setup: dict[str, Path], tmp_path: Pat
                     "--batch-size", "32", "--epochs", "3", "--val-fraction", "0.1", "--born-again")  # fmt: skip
     assert again.returncode == 0 and "already trained" in again.stderr
     np.testing.assert_array_equal(StaticModel.from_pretrained(out / "final").embedding, b.embedding)
+    # a second born-again round: round1 is reused; round2 is the former final (the same settings,
+    # targets and seed: training is deterministic), and the new final learns round2's embeddings
+    more = run_cli("train", "--base", setup["base"], "--features", setup["features"], "--out", out,
+                   "--batch-size", "32", "--epochs", "3", "--val-fraction", "0.1", "--born-again",
+                   "--born-again-rounds", "2")  # fmt: skip
+    assert more.returncode == 0, more.stderr
+    assert "round1: already trained" in more.stderr and "round2: validation loss before" in more.stderr
+    info = json.loads((out / "manifest.json").read_text())
+    assert [r["round"] for r in info["rounds"]] == ["round1", "round2", "final"]
+    r2 = StaticModel.from_pretrained(out / "round2").embedding
+    np.testing.assert_allclose(r2, b.embedding, atol=1e-6)
+    assert not np.allclose(StaticModel.from_pretrained(out / "final").embedding, r2)
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(setup: dict[str, Path], tmp_path: Path) -> None:

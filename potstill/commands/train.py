@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=list(LOSSES))
     parser.add_argument("--temperature", type=float, help="contrastive temperature")
     parser.add_argument("--batch-size", type=int, dest="batch_size")
+    parser.add_argument(
+        "--neighbour-block", type=int, dest="neighbour_block", help="batch runs of N neighbouring sentences"
+    )
     parser.add_argument("--epochs", type=int, help="epochs per round (the step budget)")
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     parser.add_argument("--lr", type=float)
@@ -25,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sentences", type=int, dest="max_sentences")
     parser.add_argument("--born-again", action="store_true", default=None, dest="born_again")
     parser.add_argument("--alpha", type=float, help="born-again: weight of the teacher's targets")
+    parser.add_argument(
+        "--born-again-rounds", type=int, dest="born_again_rounds", help="born-again rounds after round 1"
+    )
     parser.add_argument("--seed", type=int)
     add_common(parser, out_help="run folder: round1/, final/ and the manifest (resumed when it exists)")
 

@@ -6,6 +6,6 @@ model.py        token table + per-token weight + linear head; folds into a plain
 losses/         contrastive (InfoNCE), cosine, mse: one file each
 loop.py         one round: compiled step, AdamW, schedule, validation, early stopping
 checkpoint.py   per-epoch training state for resume
-born_again.py   the second round on the first round's own embeddings
-stage.py        the `train` stage: base + features -> round1/ and final/
+born_again.py   born-again rounds: each on the previous round's own embeddings
+stage.py        the `train` stage: base + features -> round1/ [round2/ ...] final/
 """

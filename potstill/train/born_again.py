@@ -1,6 +1,7 @@
-"""The born-again round (Furlanello et al. 2018): a fresh model, initialised from the same
-distilled base, learns the round-1 model's own sentence embeddings (optionally mixed with the
-teacher's). The round-1 model is a plain table, so its targets cost one gather per batch."""
+"""Born-again rounds (Furlanello et al. 2018): a fresh model, initialised from the same distilled
+base, learns the previous round's own sentence embeddings (optionally mixed with the teacher's);
+a further round does the same with that model. The previous model is a plain table, so its
+targets cost one gather per batch."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ def teacher_targets(pca: PCA) -> TargetFn:
     return lambda b: pca.transform(b.teacher)
 
 
-def born_again_targets(pca: PCA, round1: np.ndarray, alpha: float) -> TargetFn:
-    """Round 2: alpha * teacher + (1 - alpha) * round-1 model (the folded table `round1`)."""
+def born_again_targets(pca: PCA, previous: np.ndarray, alpha: float) -> TargetFn:
+    """A born-again round: alpha * teacher + (1 - alpha) * the previous round's model (its folded
+    table `previous`)."""
 
     def fn(b: Batch) -> np.ndarray:
-        own = table_targets(round1, b.rows, b.counts).astype(np.float32)
+        own = table_targets(previous, b.rows, b.counts).astype(np.float32)
         return mix(pca.transform(b.teacher), own, alpha)
 
     return fn

@@ -166,8 +166,10 @@ class FeatureData:
         assert self._train_size is not None
         return self._train_size
 
-    def batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
-        """One epoch of full training batches, in an order fixed by (seed, epoch)."""
+    def batches(self, batch_size: int, seed: int, epoch: int, block: int = 1) -> Iterator[Batch]:
+        """One epoch of full training batches, in an order fixed by (seed, epoch). With `block` > 1
+        a shard's sentences are shuffled in runs of `block` neighbours (in corpus order: mostly one
+        document's), so a batch holds related sentences as hard in-batch negatives."""
         rng = np.random.default_rng([seed, epoch])
         usable = self._usable()
         carry_ids: list[np.ndarray] = []
@@ -178,7 +180,7 @@ class FeatureData:
             texts, emb, held = self.read(index, rows)
             keep = np.flatnonzero(~held)
             ids = self.tokenize([texts[i] for i in keep])
-            order = rng.permutation(len(keep))
+            order = block_order(rng, len(keep), block)
             for j in order:
                 if len(ids[j]) == 0:
                     continue
@@ -191,6 +193,14 @@ class FeatureData:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return self.train_size() // batch_size
+
+
+def block_order(rng: np.random.Generator, n: int, block: int) -> np.ndarray:
+    """A permutation of range(n) that keeps runs of `block` consecutive indices together."""
+    if block <= 1:
+        return rng.permutation(n)
+    starts = rng.permutation(np.arange(0, n, block))
+    return np.concatenate([np.arange(s, min(s + block, n)) for s in starts] or [np.arange(0)])
 
 
 def fixed_batches(tokenize: Tokenize, texts: list[str], teacher: np.ndarray, batch_size: int) -> list[Batch]:

@@ -127,7 +127,7 @@ def train_round(
         bar = tqdm(total=per_epoch, desc=f"{label} epoch {epoch}/{cfg.epochs}", unit="step", leave=False)
         start = time.perf_counter()
         running, n_sent = 0.0, 0
-        for n_steps, batch in enumerate(data.batches(cfg.batch_size, cfg.seed, epoch)):
+        for n_steps, batch in enumerate(data.batches(cfg.batch_size, cfg.seed, epoch, cfg.neighbour_block)):
             padded = batch.counts.shape[1]
             lr = learning_rate(state.steps, total, cfg.lr, cfg.warmup)
             value, p2, m2, v2 = step(

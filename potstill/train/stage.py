@@ -2,7 +2,9 @@
 
     OUT/targets_pca.safetensors   the target PCA (fitted on the training split)
     OUT/round1/                   model2vec folder: trained against the teacher's embeddings
-    OUT/final/                    model2vec folder: the born-again round (or round 1 without it)
+    OUT/round2/ ... roundN/       model2vec folders: born-again rounds before the last (with
+                                  born_again_rounds > 1), each on the previous round's embeddings
+    OUT/final/                    model2vec folder: the last born-again round (or round 1 without)
     OUT/manifest.json             config, inputs, both rounds' histories, speed, peak memory
 
 A round whose folder has a manifest made with the same settings and inputs is not trained again;
@@ -72,10 +74,18 @@ def check_teacher(base: Path, data: FeatureData) -> dict[str, Any]:
     return dict(teacher)
 
 
+def born_again_names(rounds: int) -> list[str]:
+    """The born-again rounds' folders in training order: round2/ ... and, last, final/."""
+    return [f"round{k}" for k in range(2, rounds + 1)] + ["final"]
+
+
 def round_hash(cfg: TrainConfig, inputs: list[manifest.Input], round_name: str) -> str:
-    """What a round's result depends on: its settings and its inputs' manifests."""
+    """What a round's result depends on: its settings and its inputs' manifests. Only final/
+    depends on how many born-again rounds follow round 1, so adding rounds reuses the earlier ones."""
     settings = to_dict(cfg)
     settings.pop("out")
+    if round_name != "final":
+        settings.pop("born_again_rounds")
     if round_name == "round1":
         for key in ("born_again", "alpha"):
             settings.pop(key)
@@ -139,7 +149,7 @@ def run_round(
         raise ValueError(f"{data.folder}: too few held-out sentences to validate; featurize more text")
     model = StaticTrainModel.from_table(table)
     pooled, targets = [], []
-    for k, b in enumerate(data.batches(cfg.batch_size, cfg.seed, 0)):
+    for k, b in enumerate(data.batches(cfg.batch_size, cfg.seed, 0, cfg.neighbour_block)):
         if k == HEAD_FIT_BATCHES:
             break
         pooled.append(np.array(pool(model.gather(b.rows, b.counts.shape[1]), mx.array(b.counts))))
@@ -207,13 +217,14 @@ def train(cfg: TrainConfig) -> Path:
         100 * float(pca.explained_variance_ratio.sum()),
     )
     args = (data, teacher_targets(pca), val_texts, val_emb, inputs)
-    table1, summary1 = run_round("round1", cfg, out, base, *args)
+    previous, summary1 = run_round("round1", cfg, out, base, *args)
     rounds = [summary1]
     final = out / "final"
     if cfg.born_again:
-        target_fn = born_again_targets(pca, table1, cfg.alpha)
-        _, summary2 = run_round("final", cfg, out, base, data, target_fn, val_texts, val_emb, inputs)
-        rounds.append(summary2)
+        for name in born_again_names(cfg.born_again_rounds):
+            target_fn = born_again_targets(pca, previous, cfg.alpha)
+            previous, summary = run_round(name, cfg, out, base, data, target_fn, val_texts, val_emb, inputs)
+            rounds.append(summary)
     else:
         shutil.rmtree(final, ignore_errors=True)
         shutil.copytree(out / "round1", final)
