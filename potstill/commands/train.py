@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--born-again-rounds", type=int, dest="born_again_rounds", help="born-again rounds after round 1"
     )
     parser.add_argument("--seed", type=int)
-    add_common(parser, out_help="run folder: round1/, final/ and the manifest (resumed when it exists)")
+    add_common(
+        parser,
+        out_help="run folder: round1/, [round2/ ...,] final/ and the manifest (resumed when it exists)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

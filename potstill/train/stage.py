@@ -5,7 +5,7 @@
     OUT/round2/ ... roundN/       model2vec folders: born-again rounds before the last (with
                                   born_again_rounds > 1), each on the previous round's embeddings
     OUT/final/                    model2vec folder: the last born-again round (or round 1 without)
-    OUT/manifest.json             config, inputs, both rounds' histories, speed, peak memory
+    OUT/manifest.json             config, inputs, every round's history, speed, peak memory
 
 A round whose folder has a manifest made with the same settings and inputs is not trained again;
 a round that was interrupted resumes from its last epoch's checkpoint.
