@@ -4,8 +4,9 @@ Both sides learn from the same featurized store (potstill featurize: the teacher
 normalised embeddings) and are scored by one `potstill eval` run (dev score, SciFact).
 
 (ours)  `potstill distill` (teacher wordpieces, Zipf SIF; `--vocab-size` adds corpus words), then
-        `potstill train` with the contrastive loss and a born-again round, at its defaults, for
-        each seed: round 1 and final are both scored.
+        `potstill train` with the contrastive loss and a born-again round, at its defaults (or
+        `--train-args`, e.g. a recipe), for each seed: every round (round1/, round2/ ..., final/)
+        is scored.
 (peer)  tokenlearn 0.2.1 at its defaults: `create_vocab(texts, 56000)`, model2vec `distill` (with
         the teacher tokenizer's padding disabled: FINDINGS.md), `train_model` (MSE, AdamW 1e-3,
         batch 256, early stopping). `--tokenlearn-as-shipped` also runs it with the padding on.
@@ -163,8 +164,9 @@ def main() -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             out = work / f"ours-seed{seed}"
             runs[f"ours seed {seed}"] = ours(base, features, out, seed, args.train_args.split())
-            models[f"ours round 1, seed {seed}"] = out / "round1"
-            models[f"ours born-again, seed {seed}"] = out / "final"
+            for name in runs[f"ours seed {seed}"]["rounds"]:  # round1, [round2, ...], final
+                label = "born-again" if name == "final" else f"round {name.removeprefix('round')}"
+                models[f"ours {label}, seed {seed}"] = out / name
         peers = [] if args.skip_tokenlearn else [True] + ([False] if args.tokenlearn_as_shipped else [])
         for fixed in peers:
             name = "tokenlearn 0.2.1 " + ("(padding fixed)" if fixed else "(as shipped)")
@@ -199,7 +201,8 @@ def render(results: dict[str, Any], models: dict[str, Path], runs: dict[str, Any
         elif name.startswith("ours"):
             seed = name.rsplit(" ", 1)[-1]
             r = runs[f"ours seed {seed}"]
-            key = "round1" if "round 1" in name else "final"
+            label = name.split(",")[0].removeprefix("ours ")
+            key = "final" if label == "born-again" else label.replace(" ", "")
             speed, rss = f"{r['rounds'][key]['loop_sentences_per_s']:.0f}", f"{r['peak_rss_mb']:.0f}"
         lines.append(f"| {name} | {score:.2f} | {'-' if sci is None else f'{sci:.2f}'} | {speed} | {rss} |")
     seeds = [n.rsplit(" ", 1)[-1] for n in models if n.startswith("ours round 1")]
@@ -208,10 +211,20 @@ def render(results: dict[str, Any], models: dict[str, Path], runs: dict[str, Any
         fin = [dev(f"ours born-again, seed {s}")[0] for s in seeds]
         sd = statistics.stdev(r1) if len(r1) > 1 else float("nan")
         sd2 = statistics.stdev(fin) if len(fin) > 1 else float("nan")
+        gains = [f - r for f, r in zip(fin, r1, strict=True)]
+        gain = statistics.mean(fin) - statistics.mean(r1)
+        steps = {
+            runs[f"ours seed {s}"]["rounds"][k]["steps"]
+            for s in seeds
+            for k in runs[f"ours seed {s}"]["rounds"]
+        }
         lines += [
             "",
             f"- ours round 1: mean {statistics.mean(r1):.2f} (sd {sd:.2f}); born-again final: mean "
-            f"{statistics.mean(fin):.2f} (sd {sd2:.2f}); gain {statistics.mean(fin) - statistics.mean(r1):+.2f}",
+            f"{statistics.mean(fin):.2f} (sd {sd2:.2f}); gain {gain:+.2f} (per seed "
+            + ", ".join(f"{g:+.2f}" for g in gains)
+            + f"); above the larger sd: {'yes' if gain > max(sd, sd2) else 'no'}",
+            f"- steps per round: {', '.join(str(n) for n in sorted(steps))}",
         ]
         peer = "tokenlearn 0.2.1 (padding fixed)"
         if peer in models:
