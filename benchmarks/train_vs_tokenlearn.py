@@ -1,7 +1,8 @@
 """Train vs tokenlearn 0.2.1, one run: the packaged MiniLM teacher, N wiki sentences, 256 dims.
 
-Both sides learn from the same featurized store (potstill featurize: the teacher's own pooled and
-normalised embeddings) and are scored by one `potstill eval` run (dev score, SciFact).
+Both sides learn from the same featurized store (potstill featurize, or `--features`: its first
+`--sentences` sentences and their targets) and are scored by one `potstill eval` run (dev score,
+SciFact).
 
 (ours)  `potstill distill` (teacher wordpieces, Zipf SIF; `--vocab-size` adds corpus words), then
         `potstill train` with the contrastive loss and a born-again round, at its defaults (or
@@ -12,10 +13,12 @@ normalised embeddings) and are scored by one `potstill eval` run (dev score, Sci
         batch 256, early stopping). `--tokenlearn-as-shipped` also runs it with the padding on.
 
 Training speed is sentences/s over each side's whole training loop (validation included), same
-batch size (256), same machine threads. Peak RSS is that of each training process.
+machine threads, and the same batch size (256) unless `--train-args` sets ours (the recipes: 1024).
+Peak RSS is that of each training process.
 
     python benchmarks/train_vs_tokenlearn.py                 # 100K sentences, seeds 0,1,2 (~2 h on 2 cores)
     python benchmarks/train_vs_tokenlearn.py --features DIR --seeds 0 --skip-tokenlearn
+    python benchmarks/train_vs_tokenlearn.py --features STORE --base BASE --train-args "--recipe R"
 Needs `pip install -e ".[eval]" torch==2.13.0` and `pip install --no-deps tokenlearn==0.2.1
 more-itertools skeletoken==0.6.1` (tokenlearn and model2vec[distill] pin older transformers, but
 run with 5.x: FINDINGS.md).
@@ -41,8 +44,8 @@ def peak_rss_mb() -> float:
 
 
 # ---------------------------------------------------------------------------------------- the peer
-def tokenlearn_worker(features: Path, out: Path, fixed: bool, dims: int) -> None:
-    """Run tokenlearn's pipeline in this process and write `out/bench.json` with its timings."""
+def tokenlearn_worker(features: Path, out: Path, fixed: bool, dims: int, sentences: int) -> None:
+    """Run tokenlearn's pipeline on the store's first `sentences` in this process; write `out/bench.json`."""
     import numpy as np
     import torch
     from model2vec.distill import distill_from_model
@@ -58,7 +61,10 @@ def tokenlearn_worker(features: Path, out: Path, fixed: bool, dims: int) -> None
     for t, e in store.iter_store(features):
         texts.extend(t)
         vecs.append(e)
-    targets = np.concatenate(vecs)
+        if len(texts) >= sentences:
+            break
+    targets = np.concatenate(vecs)[:sentences]
+    texts = texts[:sentences]
     timings: dict[str, Any] = {"threads": torch.get_num_threads(), "fixed_padding": fixed}
     start = time.perf_counter()
     vocab = create_vocab(texts=texts, vocab_size=56_000)
@@ -89,8 +95,9 @@ def tokenlearn_worker(features: Path, out: Path, fixed: bool, dims: int) -> None
     (out / "bench.json").write_text(json.dumps(timings, indent=2) + "\n")
 
 
-def tokenlearn(features: Path, out: Path, fixed: bool, dims: int) -> dict[str, Any]:
+def tokenlearn(features: Path, out: Path, fixed: bool, dims: int, sentences: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--tokenlearn-worker", str(features), str(out), "--dims", str(dims)]
+    cmd += ["--sentences", str(sentences)]
     if not fixed:
         cmd.append("--as-shipped")
     wall = timed(cmd)
@@ -125,7 +132,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=SHARED / "corpus/wiki/sentences.txt.gz")
     ap.add_argument("--tasks", type=Path, default=SHARED / "eval")
-    ap.add_argument("--sentences", type=int, default=100_000)
+    ap.add_argument("--sentences", type=int, default=100_000, help="featurized, or the first N of --features")
     ap.add_argument("--features", type=Path, help="a featurized store to reuse (default: featurize)")
     ap.add_argument("--base", type=Path, help="a distilled base to reuse (default: distill one)")
     ap.add_argument("--vocab-size", type=int, default=0, help="corpus words in our base (0: teacher's only)")
@@ -141,7 +148,9 @@ def main() -> None:
     ap.add_argument("--as-shipped", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.tokenlearn_worker:
-        tokenlearn_worker(*args.tokenlearn_worker, fixed=not args.as_shipped, dims=args.dims)
+        tokenlearn_worker(
+            *args.tokenlearn_worker, fixed=not args.as_shipped, dims=args.dims, sentences=args.sentences
+        )
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -163,14 +172,17 @@ def main() -> None:
         models: dict[str, Path] = {"base (distill only)": base}
         for seed in [int(s) for s in args.seeds.split(",")]:
             out = work / f"ours-seed{seed}"
-            runs[f"ours seed {seed}"] = ours(base, features, out, seed, args.train_args.split())
+            extra = ["--max-sentences", str(args.sentences), *args.train_args.split()]
+            runs[f"ours seed {seed}"] = ours(base, features, out, seed, extra)
             for name in runs[f"ours seed {seed}"]["rounds"]:  # round1, [round2, ...], final
                 label = "born-again" if name == "final" else f"round {name.removeprefix('round')}"
                 models[f"ours {label}, seed {seed}"] = out / name
         peers = [] if args.skip_tokenlearn else [True] + ([False] if args.tokenlearn_as_shipped else [])
         for fixed in peers:
             name = "tokenlearn 0.2.1 " + ("(padding fixed)" if fixed else "(as shipped)")
-            runs[name] = tokenlearn(features, work / name.split()[-1].strip("()"), fixed, args.dims)
+            runs[name] = tokenlearn(
+                features, work / name.split()[-1].strip("()"), fixed, args.dims, args.sentences
+            )
             models[name] = work / name.split()[-1].strip("()")
         results = evaluate(list(models.values()), args.tasks, work / "eval")
         table = render(results, models, runs, args)
