@@ -272,7 +272,7 @@ def test_every_shipped_recipe_resolves_into_its_stages(recipe: str) -> None:
     assert plan.folder.name == recipe.removesuffix(".toml")
 
 
-def test_minilm_recipes_differ_only_in_dims_and_the_128s_vocabulary_and_training() -> None:
+def test_minilm_recipes_differ_only_in_dims_and_the_128s_vocabulary_and_lr() -> None:
     def settings(dims: int) -> dict[str, dict[str, Any]]:
         plan = pipeline.plan(RECIPES / f"minilm-{dims}d.toml")
         out: dict[str, dict[str, Any]] = {}
@@ -291,15 +291,7 @@ def test_minilm_recipes_differ_only_in_dims_and_the_128s_vocabulary_and_training
     small, wide = settings(128), settings(256)
     assert small["distill"]["vocab_size"] == 0 and wide["distill"]["vocab_size"] > 0  # as measured
     assert small["train"]["lr"] > wide["train"]["lr"]
-    # neighbour blocks and a second born-again round were measured at 256 and 384 dims only
-    assert small["train"]["neighbour_block"] == 1 < wide["train"]["neighbour_block"]
-    assert small["train"]["born_again_rounds"] == 1 < wide["train"]["born_again_rounds"]
-    keys = (
-        ("distill", "vocab_size"),
-        ("train", "lr"),
-        ("train", "neighbour_block"),
-        ("train", "born_again_rounds"),
-    )
-    for stage, key in keys:
+    assert small["train"]["neighbour_block"] == wide["train"]["neighbour_block"] > 1  # blocks everywhere
+    for stage, key in (("distill", "vocab_size"), ("train", "lr")):
         del small[stage][key], wide[stage][key]
     assert small == wide
