@@ -180,10 +180,8 @@ def main() -> None:
         peers = [] if args.skip_tokenlearn else [True] + ([False] if args.tokenlearn_as_shipped else [])
         for fixed in peers:
             name = "tokenlearn 0.2.1 " + ("(padding fixed)" if fixed else "(as shipped)")
-            runs[name] = tokenlearn(
-                features, work / name.split()[-1].strip("()"), fixed, args.dims, args.sentences
-            )
-            models[name] = work / name.split()[-1].strip("()")
+            models[name] = work / ("fixed" if fixed else "shipped")
+            runs[name] = tokenlearn(features, models[name], fixed, args.dims, args.sentences)
         results = evaluate(list(models.values()), args.tasks, work / "eval")
         table = render(results, models, runs, args)
     print(table)
@@ -213,8 +211,7 @@ def render(results: dict[str, Any], models: dict[str, Path], runs: dict[str, Any
         elif name.startswith("ours"):
             seed = name.rsplit(" ", 1)[-1]
             r = runs[f"ours seed {seed}"]
-            label = name.split(",")[0].removeprefix("ours ")
-            key = "final" if label == "born-again" else label.replace(" ", "")
+            key = models[name].name  # the round's folder: round1, round2, ..., final
             speed, rss = f"{r['rounds'][key]['loop_sentences_per_s']:.0f}", f"{r['peak_rss_mb']:.0f}"
         lines.append(f"| {name} | {score:.2f} | {'-' if sci is None else f'{sci:.2f}'} | {speed} | {rss} |")
     seeds = [n.rsplit(" ", 1)[-1] for n in models if n.startswith("ours round 1")]
