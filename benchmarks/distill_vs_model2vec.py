@@ -25,7 +25,7 @@ from common import POTSTILL, SHARED, TEACHER, evaluate, rows_of, timed
 
 def model2vec_anchor(out: Path) -> float:
     code = (
-        "import sys; from model2vec.distill import distill; from potstill.distill import checkpoint; "
+        "import sys; from model2vec.distill import distill; from potstill.teacher import checkpoint; "
         f"m = distill(str(checkpoint.resolve({TEACHER!r})), pca_dims=256); m.save_pretrained(sys.argv[1])"
     )
     return timed([sys.executable, "-c", code, str(out)])

@@ -27,7 +27,7 @@ TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def child_encode(corpus: Path, n: int, batch_size: int) -> dict[str, float]:
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     teacher = Teacher.load(TEACHER)
     with gzip.open(corpus, "rt", encoding="utf-8") as fh:

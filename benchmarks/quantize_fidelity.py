@@ -42,8 +42,8 @@ def child(args: argparse.Namespace) -> dict:
     """In a subprocess: load one saved teacher, time it on the sentences, screen it, NDCG@10."""
     import numpy as np
 
-    from potstill.distill import screen
-    from potstill.distill.teacher import Teacher
+    from potstill.quantize import screen
+    from potstill.teacher.teacher import Teacher
 
     texts = screen.read_sentences(str(args.corpus), args.sentences)
     teacher = Teacher.load(args.child, max_seq_length=args.max_seq_length)
@@ -154,7 +154,7 @@ def main() -> None:
         return
     start = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     Teacher.load(TEACHER).save(args.work / "float")  # the float teacher as potstill saves it (fp32)
     rows: dict[str, dict] = {
@@ -170,8 +170,8 @@ def main() -> None:
         "3tier": rows["3tier"]["bits_per_weight"],
     }
     lmap = layer_map(args, targets["crush_middle"])
-    from potstill.distill import layer_map as lm
-    from potstill.distill import quantize as q
+    from potstill.quantize import layer_map as lm
+    from potstill.quantize import schemes as q
 
     probes = lm.read_probes(lmap)
     for budget, target in targets.items():

@@ -43,8 +43,8 @@ def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float
     sentences = read_sentences(corpus, n)
     if engine == "mlx":
         import potstill
-        from potstill.distill.backend import blas_state
-        from potstill.distill.teacher import Teacher
+        from potstill.teacher.backend import blas_state
+        from potstill.teacher.teacher import Teacher
 
         teacher = Teacher.load(TEACHER)
         tokens = sum(len(ids) for ids in teacher.tokenize(sentences))
@@ -59,7 +59,7 @@ def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float
         import torch
         from sentence_transformers import SentenceTransformer
 
-        from potstill.distill import checkpoint
+        from potstill.teacher import checkpoint
 
         model = SentenceTransformer(str(checkpoint.resolve(TEACHER)), device="cpu")
         tok = model.tokenizer(sentences, truncation=True, max_length=model.max_seq_length)

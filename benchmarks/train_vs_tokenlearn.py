@@ -54,7 +54,8 @@ def tokenlearn_worker(features: Path, out: Path, fixed: bool, dims: int, sentenc
     from tokenlearn.utils import create_vocab
     from transformers import AutoModel, AutoTokenizer
 
-    from potstill.distill import checkpoint, store
+    from potstill.features import store
+    from potstill.teacher import checkpoint
 
     texts: list[str] = []
     vecs = []

@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
-# name -> (module under potstill.commands, one-line help). Modules load only when used.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("run", "a recipe end to end: quantize, featurize, distill, train, export, eval (resumes)"),
-    "encode": ("encode", "embed the lines of a text file with a teacher"),
-    "featurize": ("featurize", "embed a corpus with the teacher into resumable shards"),
-    "merge-features": ("merge_features", "join the featurized parts of one job"),
-    "convert-features": ("convert_features", "tokenlearn <-> potstill featurized formats"),
-    "distill": ("distill", "vocabulary, token embeddings, PCA and SIF into a first static model"),
-    "train": ("train", "contrastive training against the teacher, then a born-again round"),
-    "export": ("export", "int8/float16/float32 model2vec folder with modules.json and a model card"),
-    "quantize": ("quantize", "quantize a teacher (schemes, fidelity screen, per-layer sensitivity map)"),
-    "eval": ("eval", "evaluate static models (and a teacher) on MTEB task folders"),
-    "inspect": ("inspect", "print the manifest of a potstill output"),
-    "doctor": ("doctor", "print platform, MLX device, BLAS and a measured matmul speed"),
+from potstill.commands import (
+    convert_features,
+    distill,
+    doctor,
+    encode,
+    export,
+    featurize,
+    inspect,
+    merge_features,
+    quantize,
+    run,
+    train,
+)
+from potstill.commands import eval as eval_command
+
+# name -> (the command's module: add_arguments + run, one-line help)
+COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "run": (run, "a recipe end to end: quantize, featurize, distill, train, export, eval (resumes)"),
+    "encode": (encode, "embed the lines of a text file with a teacher"),
+    "featurize": (featurize, "embed a corpus with the teacher into resumable shards"),
+    "merge-features": (merge_features, "join the featurized parts of one job"),
+    "convert-features": (convert_features, "tokenlearn <-> potstill featurized formats"),
+    "distill": (distill, "vocabulary, token embeddings, PCA and SIF into a first static model"),
+    "train": (train, "contrastive training against the teacher, then a born-again round"),
+    "export": (export, "int8/float16/float32 model2vec folder with modules.json and a model card"),
+    "quantize": (quantize, "quantize a teacher (schemes, fidelity screen, per-layer sensitivity map)"),
+    "eval": (eval_command, "evaluate static models (and a teacher) on MTEB task folders"),
+    "inspect": (inspect, "print the manifest of a potstill output"),
+    "doctor": (doctor, "print platform, MLX device, BLAS and a measured matmul speed"),
 }
 
 
@@ -31,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"potstill.commands.{module}").add_arguments(p)
+        module.add_arguments(p)
     return parser
 
 
@@ -41,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    module = importlib.import_module(f"potstill.commands.{COMMANDS[args.command][0]}")
+    module = COMMANDS[args.command][0]
     try:
         return int(module.run(args) or 0)
     except (ValueError, OSError) as e:  # our errors are ValueError subclasses with a fix in them

@@ -1,20 +1,21 @@
-"""`potstill run RECIPE`: quantize -> featurize -> distill -> train -> export -> eval.
+"""`potstill run RECIPE`: walks the stage registry, skipping what is done.
 
 A recipe is a TOML file with a `[run]` table (name, teacher, corpus, workdir) and one table per
-stage holding that stage's config (the same keys as the stage's command). The pipeline owns the
-paths that join the stages, so a recipe never names them:
+stage holding that stage's config (the same keys as the stage's command). Each stage declares,
+in its package's `stage.py` (`potstill.contract.Stage`), the fields the pipeline supplies and
+how (`wire`): the paths that join the stages, so a recipe never names them. With the registry
+below the folders are:
 
-    WORKDIR/teachers/NAME/    the quantized teacher (only when the recipe has a [quantize] table)
-    WORKDIR/features/NAME/    the featurized store, named by teacher, corpus, size and a hash of
-                              its settings, so recipes with the same teacher and corpus share it
+    WORKDIR/teachers/NAME/    quantize (only when the recipe has a [quantize] table)
+    WORKDIR/features/NAME/    featurize, shared by recipes with the same teacher and corpus
     WORKDIR/RUN/base/         distill
     WORKDIR/RUN/trained/      train: round1/ [round2/ ...] final/
     WORKDIR/RUN/RUN-DTYPE/    export: the model users load (model card README.md)
-    WORKDIR/RUN/eval/         eval: results.json, report.md, plots
-    WORKDIR/RUN/run.json      per stage: ran or skipped, seconds; sizes and scores
+    WORKDIR/RUN/eval/         eval (only with an [eval] table): results.json, report.md, plots
+    WORKDIR/RUN/run.json      per stage: ran or skipped, seconds; what each stage reports
 
-A stage is skipped when its output's manifest records the same stage, the same config hash, the
-same input manifests, and its files still match their checksums: an interrupted run resumes, and a
+A stage is skipped when its output's manifest records the same stage, the same config, the same
+input manifests, and its files still match their checksums: an interrupted run resumes, and a
 changed setting reruns that stage and the ones after it. Featurize and train also resume inside a
 stage (complete shards, finished rounds and epoch checkpoints are kept).
 """
@@ -22,10 +23,8 @@ stage (complete shards, finished rounds and epoch checkpoints are kept).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,54 +32,36 @@ from pathlib import Path
 from typing import Any
 
 from potstill import manifest
-from potstill.config import (
-    ConfigError,
-    DistillConfig,
-    EvalConfig,
-    ExportConfig,
-    FeaturizeConfig,
-    QuantizeConfig,
-    RunConfig,
-    TrainConfig,
-    build,
-    load_recipe,
-    parse_sets,
-    to_dict,
-)
+from potstill.config import DEFAULT_TEACHER, ConfigError, build, load_recipe, parse_sets, setting, to_dict
+from potstill.contract import Context, Stage, Step
+from potstill.distill.stage import STAGE as DISTILL
+from potstill.eval.stage import STAGE as EVAL
+from potstill.export.stage import STAGE as EXPORT
+from potstill.features.stage import STAGE as FEATURIZE
+from potstill.quantize.stage import STAGE as QUANTIZE
+from potstill.train.stage import STAGE as TRAIN
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("quantize", "featurize", "distill", "train", "export", "eval")
+REGISTRY: tuple[Stage, ...] = (QUANTIZE, FEATURIZE, DISTILL, TRAIN, EXPORT, EVAL)
+STAGES = tuple(s.name for s in REGISTRY)
 SUMMARY = "run.json"
-HF_PREFIX = "hf:"
-# store settings that do not change its content: left out of the store's name
-_NOT_CONTENT = ("out", "batch_size", "num_parts", "part")
-# config keys each stage gets from the pipeline; a recipe table that sets them is an error
-_OWNED: dict[str, tuple[str, ...]] = {
-    "quantize": ("teacher", "out", "screen", "layer_map"),
-    "featurize": ("teacher", "corpus", "out", "num_parts", "part"),
-    "distill": ("teacher", "features", "corpus", "out"),
-    "train": ("base", "features", "out"),
-    "export": ("model", "out", "check_texts", "recipe"),
-    "eval": ("out",),
-}
-_CONFIGS: dict[str, type[Any]] = {
-    "quantize": QuantizeConfig,
-    "featurize": FeaturizeConfig,
-    "distill": DistillConfig,
-    "train": TrainConfig,
-    "export": ExportConfig,
-    "eval": EvalConfig,
-}
 
 
 @dataclass(frozen=True)
-class Step:
-    """One stage of a planned run: its resolved config and the folder it writes."""
+class RunConfig:
+    """`potstill run RECIPE`: the recipe's `[run]` table; the stages have their own tables."""
 
-    stage: str
-    config: Any
-    out: Path
+    name: str = setting("", "the run's folder name under workdir (default: the recipe file's stem)")
+    teacher: str = setting(DEFAULT_TEACHER, "hub id or folder of the teacher, for every stage")
+    corpus: str = setting("hf:allenai/c4:en", "featurize's corpus: a file or hf:NAME[:CONFIG]")
+    workdir: str = setting("runs", "run folders, plus the shared teachers/ and features/ stores")
+
+    def __post_init__(self) -> None:
+        if self.name and ("/" in self.name or self.name in (".", "..")):
+            raise ConfigError(f"name={self.name!r} must be a plain folder name")
+        if not self.teacher or not self.corpus:
+            raise ConfigError("[run] needs a teacher and a corpus (or --teacher / --corpus)")
 
 
 @dataclass(frozen=True)
@@ -94,29 +75,6 @@ class Plan:
 
     def step(self, stage: str) -> Step | None:
         return next((s for s in self.steps if s.stage == stage), None)
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of `text`."""
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-.") or "x"
-
-
-def features_name(cfg: FeaturizeConfig) -> str:
-    """The store's folder name: teacher, corpus, size and a hash of the content settings."""
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_CONTENT}
-    is_hf = cfg.corpus.startswith(HF_PREFIX)
-    settings["corpus"] = cfg.corpus if is_hf else Path(cfg.corpus).name
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    corpus = cfg.corpus[len(HF_PREFIX) :] if is_hf else Path(cfg.corpus).name.split(".")[0]
-    size = cfg.max_sentences if cfg.max_sentences is not None else "all"
-    return f"{slug(cfg.teacher.rstrip('/').split('/')[-1])}-{slug(corpus)}-{size}-{digest}"
-
-
-def teacher_name(cfg: QuantizeConfig) -> str:
-    """The quantized teacher's folder name: teacher, scheme and a hash of the settings."""
-    settings = {k: v for k, v in to_dict(cfg).items() if k != "out"}
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{slug(cfg.teacher.rstrip('/').split('/')[-1])}-{slug(cfg.scheme)}-{digest}"
 
 
 def _split_sets(sets: list[str] | None) -> dict[str, dict[str, str]]:
@@ -139,16 +97,17 @@ def _table(recipe: dict[str, Any], section: str, path: Path) -> dict[str, Any]:
     return table
 
 
-def _stage_config(
-    stage: str, table: dict[str, Any], sets: dict[str, str], owned: dict[str, Any], path: Path
-) -> Any:
-    for key in _OWNED[stage]:
+def _plan_step(spec: Stage, table: dict[str, Any], sets: dict[str, str], ctx: Context) -> Step:
+    """The stage's config: the recipe's table and overrides, then the values the pipeline supplies."""
+    for key in spec.supplied:
         if key in table or key in sets:
             raise ConfigError(
-                f"recipe {path}: [{stage}] {key} is set by potstill run (paths join the stages; "
+                f"recipe {ctx.recipe}: [{spec.name}] {key} is set by potstill run (paths join the stages; "
                 "the teacher and corpus come from [run], --teacher and --corpus)"
             )
-    return build(_CONFIGS[stage], table, sets, owned)
+    asked = build(spec.config, table, sets)
+    cfg = build(spec.config, table, sets, spec.wire(asked, ctx))
+    return Step(spec.name, cfg, Path(cfg.out))
 
 
 def plan(
@@ -163,69 +122,19 @@ def plan(
     recipe = load_recipe(path)
     unknown = set(recipe) - {"run", *STAGES}
     if unknown:
-        raise ConfigError(
-            f"recipe {path}: unknown table(s) {sorted(unknown)}; known: run, {', '.join(STAGES)}"
-        )
+        raise ConfigError(f"recipe {path}: unknown table(s) {sorted(unknown)}; known: run, {', '.join(STAGES)}")
     overrides = _split_sets(sets)
     flags = {k: v for k, v in (("corpus", corpus), ("teacher", teacher)) if v is not None}
     run = build(RunConfig, _table(recipe, "run", path), overrides.get("run", {}), flags)
-    name = run.name or path.stem
-    workdir = Path(run.workdir)
-    folder = workdir / name
-    steps: list[Step] = []
-
-    def add(stage: str, owned: dict[str, Any], out: Path | None = None) -> Any:
-        table = _table(recipe, stage, path)
-        cfg = _stage_config(stage, table, overrides.get(stage, {}), owned, path)
-        if out is None:
-            out = Path(owned["out"])
-            cfg = dataclasses.replace(cfg, out=str(out))
-        steps.append(Step(stage, cfg, out))
-        return cfg
-
-    teacher_id = run.teacher
-    if "quantize" in recipe:
-        probe = _stage_config(
-            "quantize", _table(recipe, "quantize", path), overrides.get("quantize", {}), {}, path
-        )
-        q_out = workdir / "teachers" / teacher_name(dataclasses.replace(probe, teacher=run.teacher))
-        add("quantize", {"teacher": run.teacher, "out": str(q_out)})
-        teacher_id = str(q_out)
-    feat = _stage_config(
-        "featurize",
-        _table(recipe, "featurize", path),
-        overrides.get("featurize", {}),
-        {"teacher": teacher_id, "corpus": run.corpus},
-        path,
-    )
-    features = workdir / "features" / features_name(feat)
-    add("featurize", {"teacher": teacher_id, "corpus": run.corpus, "out": str(features)})
-    base = folder / "base"
-    add("distill", {"teacher": teacher_id, "features": str(features), "out": str(base)})
-    trained = folder / "trained"
-    train_cfg = add("train", {"base": str(base), "features": str(features), "out": str(trained)})
-    model_in = trained / ("final" if train_cfg.born_again else "round1")
-    export_probe = _stage_config(
-        "export", _table(recipe, "export", path), overrides.get("export", {}), {}, path
-    )
-    model = folder / f"{name}-{export_probe.dtype}"
-    add(
-        "export",
-        {
-            "model": str(model_in),
-            "out": str(model),
-            "check_texts": str(features),
-            "recipe": str(path),
-            "name": export_probe.name or name,
-        },
-    )
-    if "eval" in recipe:
-        eval_table = _table(recipe, "eval", path)
-        eval_sets = overrides.get("eval", {})
-        probe_eval = build(EvalConfig, eval_table, eval_sets)
-        models = (str(model), *(m for m in probe_eval.models if m != str(model)))
-        add("eval", {"models": models, "out": str(folder / "eval")})
-    return Plan(path, run, folder, tuple(steps))
+    ctx = Context(path, run.name or path.stem, run.teacher, run.corpus, Path(run.workdir), {})
+    for spec in REGISTRY:
+        if spec.optional and spec.name not in recipe:
+            continue
+        step = _plan_step(spec, _table(recipe, spec.name, path), overrides.get(spec.name, {}), ctx)
+        ctx.steps[spec.name] = step
+        if spec.provides:
+            ctx = dataclasses.replace(ctx, **{spec.provides: str(step.out)})
+    return Plan(path, run, ctx.folder, tuple(ctx.steps.values()))
 
 
 def stage_done(step: Step) -> str | None:
@@ -248,51 +157,16 @@ def stage_done(step: Step) -> str | None:
     return f"files changed: {problems[0]}" if problems else None
 
 
+def _spec(stage: str) -> Stage:
+    return next(s for s in REGISTRY if s.name == stage)
+
+
 def check_inputs(p: Plan) -> None:
     """Fail before any stage runs when a file the run will need is missing."""
-    feat = p.step("featurize")
-    if feat is not None:
-        corpus = feat.config.corpus
-        if not corpus.startswith(HF_PREFIX) and not Path(corpus).is_file():
-            raise ConfigError(
-                f"corpus {corpus} does not exist; pass --corpus FILE (or hf:NAME for a hub dataset)"
-            )
-    ev = p.step("eval")
-    if ev is not None:
-        if not ev.config.tasks and not ev.config.mteb:
-            raise ConfigError("[eval] needs tasks = DIR (task folders) or mteb = [...] (hub tasks)")
-        if ev.config.tasks and not Path(ev.config.tasks).is_dir():
-            raise ConfigError(f"[eval] tasks {ev.config.tasks} is not a folder; --set eval.tasks=DIR")
-        for m in ev.config.models[1:]:
-            if not Path(m).is_dir():
-                raise ConfigError(f"[eval] models: {m} is not a folder; --set eval.models=DIR,...")
-
-
-def _runner(stage: str) -> Callable[[Any], Any]:
-    """The function that runs a stage (imported when used: some need the eval extra)."""
-    if stage == "quantize":
-        from potstill.commands.quantize import quantize_teacher
-
-        return quantize_teacher
-    if stage == "featurize":
-        from potstill.distill.featurize import featurize
-
-        return featurize
-    if stage == "distill":
-        from potstill.distill.build import distill
-
-        return distill
-    if stage == "train":
-        from potstill.train.stage import train
-
-        return train
-    if stage == "export":
-        from potstill.export import export
-
-        return export
-    from potstill.commands.eval import evaluate_to_folder
-
-    return evaluate_to_folder
+    for step in p.steps:
+        spec = _spec(step.stage)
+        if spec.check is not None:
+            spec.check(step.config)
 
 
 def _previous(folder: Path) -> dict[str, Any]:
@@ -328,76 +202,31 @@ def execute(
             continue
         say(f"{head} ({reason})")
         began = time.perf_counter()
-        result = _runner(step.stage)(step.config)
-        if step.stage == "quantize":
-            say("\n".join(result))
+        _spec(step.stage).run(step.config)
         seconds = time.perf_counter() - began
         stages[step.stage] = {"status": "ran", "seconds": round(seconds, 3), "out": str(step.out)}
         _write_summary(p, stages, time.perf_counter() - total)
     summary = _write_summary(p, stages, time.perf_counter() - total)
-    _write_card(p)
     say(summary_text(summary))
     return summary
 
 
-def _write_card(p: Plan) -> None:
-    exp = p.step("export")
-    if exp is None or not (exp.out / manifest.MANIFEST).is_file():
-        return
-    from potstill.card import write_card
-
-    ev = p.step("eval")
-    results = ev.out / "results.json" if ev is not None else None
-    write_card(
-        exp.out,
-        name=exp.config.name,
-        recipe=str(p.recipe),
-        results=results if results is not None and results.is_file() else None,
-    )
-
-
-def _scores(p: Plan) -> dict[str, Any]:
-    ev = p.step("eval")
-    path = ev.out / "results.json" if ev is not None else None
-    if path is None or not path.is_file():
-        return {}
-    from potstill.eval.scores import BESIDE_DEV
-
-    data = json.loads(path.read_text(encoding="utf-8"))
-    out = {}
-    for label, m in data.get("models", {}).items():
-        dev = m.get("dev", {})
-        speed = m.get("speed") or {}
-        out[label] = {
-            "dev_score": dev.get("dev_score"),
-            "scifact": dev.get(BESIDE_DEV),
-            "sentences_per_second": speed.get("sentences_per_second"),
-            "size_bytes": m.get("size_bytes"),
-            "dim": m.get("dim"),
-        }
-    return out
-
-
 def _write_summary(p: Plan, stages: dict[str, Any], seconds: float) -> dict[str, Any]:
-    model: dict[str, Any] = {}
-    exp = p.step("export")
-    if exp is not None and (exp.out / manifest.MANIFEST).is_file():
-        info = manifest.read(exp.out)
-        model = {
-            "path": str(exp.out),
-            **{k: info.get(k) for k in ("rows", "dims", "dtype", "bytes", "check")},
-        }
-    summary = {
+    summary: dict[str, Any] = {
         "recipe": str(p.recipe),
         "name": p.folder.name,
         "run": to_dict(p.run),
         "stages": stages,
         "seconds_this_run": round(seconds, 1),
         "seconds_all_stages": round(sum(s.get("seconds") or 0.0 for s in stages.values()), 1),
-        "model": model,
-        "scores": _scores(p),
-        "configs": {s.stage: to_dict(s.config) for s in p.steps},
+        "model": {},
+        "scores": {},
     }
+    for step in p.steps:  # each stage's own part: export's model, eval's scores
+        summarize = _spec(step.stage).summarize
+        if summarize is not None:
+            summary.update(summarize(step.out))
+    summary["configs"] = {s.stage: to_dict(s.config) for s in p.steps}
     tmp = p.folder / (SUMMARY + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     tmp.replace(p.folder / SUMMARY)
@@ -415,9 +244,7 @@ def summary_text(summary: dict[str, Any]) -> str:
         secs = info.get("seconds")
         time_text = f"{secs:8.1f} s" if secs is not None else "        -"
         lines.append(f"  {stage:<10} {info['status']:<8} {time_text}  {info['out']}")
-    lines.append(
-        f"  all stages {summary['seconds_all_stages']:.1f} s; this run {summary['seconds_this_run']:.1f} s"
-    )
+    lines.append(f"  all stages {summary['seconds_all_stages']:.1f} s; this run {summary['seconds_this_run']:.1f} s")
     m = summary.get("model") or {}
     if m:
         mb = (m.get("bytes") or 0) / 1e6
@@ -425,9 +252,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     for label, s in summary.get("scores", {}).items():
         speed = s.get("sentences_per_second")
         speed_text = f", {speed:,.0f} sentences/s" if speed else ""
-        lines.append(
-            f"  {label}: dev score {_pct(s.get('dev_score'))}, SciFact {_pct(s.get('scifact'))}{speed_text}"
-        )
+        lines.append(f"  {label}: dev score {_pct(s.get('dev_score'))}, SciFact {_pct(s.get('scifact'))}{speed_text}")
     return "\n".join(lines)
 
 

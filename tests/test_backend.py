@@ -19,7 +19,7 @@ needs_linux_x86 = pytest.mark.skipif(
 STATE = """
 import json, os
 import potstill
-from potstill.distill import backend
+from potstill.teacher import backend
 s = backend.blas_state()
 maps = open("/proc/self/maps").read() if os.path.exists("/proc/self/maps") else ""
 import mlx.core  # after potstill, as it should be
@@ -105,7 +105,7 @@ def test_importing_mlx_first_logs_a_warning():
 def test_mlx_matmuls_run_on_the_fast_blas():
     # The point of it all: MLX's own matmul gets much faster (~70 vs ~3 GFLOP/s on 2 cores).
     code = """
-    from potstill.distill import backend
+    from potstill.teacher import backend
     print(max(backend.matmul_gflops(512, 512, 512, repeats=4) for _ in range(3)))
     """
     speeds = {}

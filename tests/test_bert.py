@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import edit_weights
 
-from potstill.distill.bert import BertConfig, BertEncoder, UnsupportedModelError, load_weights, sanitize
-from potstill.distill.teacher import Teacher
+from potstill.teacher.bert import BertConfig, BertEncoder, UnsupportedModelError, load_weights, sanitize
+from potstill.teacher.teacher import Teacher
 
 ATOL = 1e-5
 

@@ -10,10 +10,10 @@ import pytest
 from conftest import pooling_config, tiny_vocab
 from safetensors.numpy import load_file, save_file
 
-from potstill.distill import checkpoint
-from potstill.distill.bert import UnsupportedModelError
-from potstill.distill.checkpoint import TeacherLoadError
-from potstill.distill.teacher import Teacher
+from potstill.teacher import checkpoint
+from potstill.teacher.bert import UnsupportedModelError
+from potstill.teacher.checkpoint import TeacherLoadError
+from potstill.teacher.teacher import Teacher
 
 
 def _one_line(e: pytest.ExceptionInfo[BaseException]) -> str:

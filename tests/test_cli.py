@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from potstill.distill.teacher import Teacher
+from potstill.teacher.teacher import Teacher
 
 QUERY = "Represent this sentence for searching relevant passages: "
 LOG_LINE = re.compile(r"^(DEBUG|INFO|WARNING) \S+: ")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from potstill.distill.corpus import CorpusSpec, iter_sentences, split_sentences
+from potstill.features.corpus import CorpusSpec, iter_sentences, split_sentences
 from potstill.textio import InputError, LineStats
 
 

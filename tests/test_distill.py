@@ -11,11 +11,11 @@ from conftest import make_bert
 from model2vec import StaticModel
 
 from potstill.config import DistillConfig, FeaturizeConfig
-from potstill.distill import store
+from potstill.features import store
 from potstill.distill.build import distill
-from potstill.distill.featurize import featurize
+from potstill.features.featurize import featurize
 from potstill.distill.pca import fit_pca
-from potstill.distill.teacher import Teacher
+from potstill.teacher.teacher import Teacher
 from potstill.distill.tokens import token_ids
 from potstill.distill.vocab import VocabularyError, static_tokenizer, teacher_tokens
 from potstill.distill.weighting import sif_weights, zipf_probabilities

@@ -19,14 +19,14 @@ from safetensors.numpy import load_file
 from test_eval_report import MAIN, make_run, model
 
 from potstill import manifest
-from potstill.card import write_card
+from potstill.export.card import write_card
 from potstill.config import ConfigError, DistillConfig, ExportConfig, FeaturizeConfig, build, to_dict
 from potstill.distill.build import distill
-from potstill.distill.featurize import featurize
+from potstill.features.featurize import featurize
 from potstill.eval import report
 from potstill.eval.speed import Speed
 from potstill.export import ExportError, export, int8_scale, quantize_int8
-from potstill.lineage import corpus_licence, lineage, teacher_hub_id, teacher_licence
+from potstill.export.lineage import corpus_licence, lineage, teacher_hub_id, teacher_licence
 
 WORDS = "the a cat dog sat on mat is was and of to in it quick brown fox jumps over lazy play run walk talk"
 RECIPE = '[run]\nteacher = "tiny"\n\n[export]\ndtype = "int8"  # the default\n'

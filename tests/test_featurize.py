@@ -16,9 +16,9 @@ import pytest
 from conftest import REPO_ROOT, make_bert
 
 from potstill.config import FeaturizeConfig
-from potstill.distill import store
-from potstill.distill.featurize import featurize, merge_parts
-from potstill.distill.interop import export_tokenlearn, import_tokenlearn
+from potstill.features import store
+from potstill.features.featurize import featurize, merge_parts
+from potstill.features.interop import export_tokenlearn, import_tokenlearn
 
 WORDS = [
     "the",

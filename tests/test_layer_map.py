@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from potstill.distill import layer_map, quantize
-from potstill.distill.screen import Fidelity
+from potstill.quantize import layer_map, schemes
+from potstill.quantize.screen import Fidelity
 
 G64 = quantize.make_setting(4, 64)
 
@@ -37,7 +37,7 @@ def test_probe_block_quantizes_one_block_and_keeps_the_rest_float():
 
 @pytest.mark.parametrize(("bits", "group", "mode"), [(4, 64, "affine"), (8, 32, "affine"), (4, 32, "mxfp4")])
 def test_setting_bpw_agrees_with_counted_bits(bits, group, mode):
-    from potstill.distill.bert import BertConfig
+    from potstill.teacher.bert import BertConfig
 
     cfg = BertConfig(
         vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
@@ -68,7 +68,7 @@ def test_proposal_is_the_least_predicted_damage_under_the_target(target):
     # The table covers every layer once and yields the promised bits per weight.
     scheme = quantize.Scheme("p", G64, p.rules)
     assert len(quantize.layer_bits(scheme.block(4), 4)) == 4
-    from potstill.distill.bert import BertConfig
+    from potstill.teacher.bert import BertConfig
 
     cfg = BertConfig(
         vocab_size=40, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128

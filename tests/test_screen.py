@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from potstill.distill import quantize, screen
+from potstill.quantize import schemes, screen
 
 
 def _brute_neighbours(emb: np.ndarray, k: int) -> np.ndarray:
@@ -109,7 +109,7 @@ def _ndcg10(teacher, data) -> float:
 
 def test_screen_with_ndcg_through_mteb(tmp_path, tiny_bert, sentences):
     pytest.importorskip("mteb")
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     data = screen.retrieval_task(_beir(tmp_path / "beir"))
     float_t = Teacher.load(tiny_bert)

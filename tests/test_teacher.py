@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import CLS_ID, SEP_ID, pooling_config
 
-from potstill.distill import quantize
-from potstill.distill.teacher import Teacher
+from potstill.teacher import quantize
+from potstill.teacher.teacher import Teacher
 
 ATOL = 1e-5
 QUERY = "Represent this sentence for searching relevant passages: "

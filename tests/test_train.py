@@ -17,16 +17,16 @@ from model2vec import StaticModel
 from safetensors.numpy import load_file
 
 from potstill.config import ConfigError, DistillConfig, FeaturizeConfig, TrainConfig
-from potstill.distill import store
+from potstill.features import store
 from potstill.distill.build import distill
-from potstill.distill.featurize import featurize
+from potstill.features.featurize import featurize
 from potstill.train import checkpoint, losses
 from potstill.train.born_again import teacher_targets
 from potstill.train.data import Batch, FeatureData, Tokenize, block_order, fixed_batches
 from potstill.train.loop import TrainError, embed, train_round, validate
 from potstill.train.model import StaticTrainModel, fit_head
 from potstill.train.optimizer import AdamW
-from potstill.train.stage import load_base, train
+from potstill.train.trainer import load_base, train
 from potstill.train.targets import fit_streaming_pca
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from potstill.features.interop import export_tokenlearn, import_tokenlearn
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -14,8 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from potstill.distill.interop import export_tokenlearn, import_tokenlearn
-
     n = (
         export_tokenlearn(args.src, args.out)
         if args.to == "tokenlearn"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from potstill.teacher.backend import doctor_report
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     del parser  # no options
 
 
 def run(args: argparse.Namespace) -> int:
-    from potstill.distill.backend import doctor_report
-
     for key, value in doctor_report().items():
         print(f"{key:>26}: {value}")
     return 0

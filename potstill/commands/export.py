@@ -4,44 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from potstill.commands.common import add_common, resolve_config
-from potstill.config import EXPORT_DTYPES, ExportConfig
+from potstill import manifest
+from potstill.commands.common import add_config_flags, resolve_config
+from potstill.export.config import ExportConfig
+from potstill.export.writer import export
+
+CONFIG = ExportConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model", nargs="?", metavar="MODEL_DIR", help="model2vec folder (potstill train's OUT/final, or any)"
-    )
-    parser.add_argument("--dtype", choices=list(EXPORT_DTYPES), help="table dtype (default int8)")
-    parser.add_argument(
-        "--vocab-quantize", type=int, dest="vocab_quantize", metavar="K", help="cluster the rows into K"
-    )
-    parser.add_argument(
-        "--check-texts", dest="check_texts", help="reload-check sentences: a text file or a featurize store"
-    )
-    parser.add_argument(
-        "--no-sentence-transformers",
-        action="store_false",
-        default=None,
-        dest="sentence_transformers",
-        help="int8: skip the 0_StaticEmbedding/ copy that sentence-transformers reads (half the folder)",
-    )
-    parser.add_argument("--check-sentences", type=int, dest="check_sentences")
-    parser.add_argument("--min-mean-cosine", type=float, dest="min_mean_cosine")
-    parser.add_argument("--min-cosine", type=float, dest="min_cosine")
-    parser.add_argument("--push-to-hub", dest="push_to_hub", metavar="REPO", help="hub repo id to upload to")
-    parser.add_argument("--private", action="store_true", default=None, help="create the hub repo private")
-    parser.add_argument("--name", help="model name in the card (default: the --out folder name)")
-    add_common(parser, out_help="the exported folder (replaced only when the reload check passes)")
+    add_config_flags(parser, CONFIG)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = resolve_config(args, ExportConfig, "export")
+    cfg = resolve_config(args, CONFIG, "export")
     if cfg is None:
         return 0
-    from potstill import manifest
-    from potstill.export import export
-
     out = export(cfg)
     info = manifest.read(out)
     check = info["check"]

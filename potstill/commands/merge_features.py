@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from potstill.features.featurize import merge_parts
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("parts", nargs="+", help="store folders of parts 0..N-1")
@@ -11,8 +13,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from potstill.distill.featurize import merge_parts
-
     out = merge_parts(args.parts, args.out)
     print(f"merged {len(args.parts)} parts into {out}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from potstill.pipeline import STAGES
+from potstill import pipeline
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,16 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STAGE.KEY=VALUE",
         help="override one setting, e.g. train.epochs=3 or run.workdir=out (repeatable)",
     )
-    parser.add_argument("--from", dest="start", choices=STAGES, help="rerun this stage and all after it")
-    parser.add_argument("--until", choices=STAGES, help="stop after this stage")
+    parser.add_argument(
+        "--from", dest="start", choices=pipeline.STAGES, help="rerun this stage and all after it"
+    )
+    parser.add_argument("--until", choices=pipeline.STAGES, help="stop after this stage")
     parser.add_argument(
         "--dry-run", action="store_true", help="print each stage's folder, config and whether it would run"
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from potstill import pipeline
-
     plan = pipeline.plan(args.recipe, corpus=args.corpus, teacher=args.teacher, sets=args.set)
     if args.dry_run:
         print(pipeline.dry_run_text(plan))

@@ -16,13 +16,15 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from potstill import manifest
-from potstill.config import DistillConfig, config_hash, to_dict
-from potstill.distill import contexts, store, vocab
-from potstill.distill.corpus import CorpusSpec, iter_sentences
+from potstill.config import config_hash, to_dict
+from potstill.distill import contexts, vocab
+from potstill.distill.config import DistillConfig
 from potstill.distill.pca import fit_pca
-from potstill.distill.teacher import Teacher
 from potstill.distill.tokens import embed_tokens
 from potstill.distill.weighting import corpus_probabilities, sif_weights, zipf_probabilities
+from potstill.features import store
+from potstill.features.corpus import CorpusSpec, iter_sentences
+from potstill.teacher.teacher import Teacher
 from potstill.textio import LineStats
 
 logger = logging.getLogger(__name__)

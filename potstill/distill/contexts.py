@@ -19,8 +19,8 @@ from itertools import islice
 import numpy as np
 import scipy.sparse as sp
 
-from potstill.distill.teacher import Teacher
 from potstill.distill.vocab import words_of
+from potstill.teacher.teacher import Teacher
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from potstill.distill.teacher import Teacher
+from potstill.teacher.teacher import Teacher
 
 logger = logging.getLogger(__name__)
 

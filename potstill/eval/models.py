@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from mteb.types import PromptType
 
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class TeacherEncoder(Encoder):
     kind = "teacher"
 
     def __init__(self, label: str, teacher: Teacher, batch_size: int):
-        from potstill.distill import checkpoint
+        from potstill.teacher import checkpoint
 
         files = checkpoint.weight_files(teacher.folder)
         files += [teacher.folder / f for f in TOKENIZER_FILES if (teacher.folder / f).is_file()]
@@ -142,7 +142,7 @@ class TeacherEncoder(Encoder):
     @classmethod
     def load(cls, id_or_path: str, batch_size: int = 64, max_seq_length: int | None = None) -> TeacherEncoder:
         """Load the teacher (hub id or folder) with `Teacher.load`."""
-        from potstill.distill.teacher import Teacher
+        from potstill.teacher.teacher import Teacher
 
         teacher = Teacher.load(id_or_path, max_seq_length=max_seq_length)
         return cls(f"{Path(str(id_or_path)).name} (teacher)", teacher, batch_size)

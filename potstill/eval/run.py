@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from potstill.config import ConfigError, EvalConfig
+from potstill.config import ConfigError
+from potstill.eval.config import EvalConfig
 from potstill.eval.scores import EXTRA_METRICS, EvalRun, ModelScores, TaskScore, split_score
 from potstill.eval.speed import Speed, measure, sample_sentences
 from potstill.eval.tasks import TaskData, TaskFolderError, TaskSpec, find_tasks, load_task

@@ -19,7 +19,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from potstill import manifest
-from potstill.distill import store
+from potstill.features import store
 
 ROW_BUCKET = 512  # a batch's row count is padded to a multiple of this: few shapes to compile
 

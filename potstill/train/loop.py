@@ -21,9 +21,9 @@ import mlx.core as mx
 import numpy as np
 from tqdm import tqdm
 
-from potstill.config import TrainConfig
 from potstill.train import checkpoint, losses
 from potstill.train.checkpoint import RoundState, Saved
+from potstill.train.config import TrainConfig
 from potstill.train.data import Batch, FeatureData
 from potstill.train.model import StaticTrainModel, forward, gather_rows, scatter_rows
 from potstill.train.optimizer import AdamW, learning_rate, zeros_like
@@ -50,7 +50,7 @@ def embed(model: StaticTrainModel, batch: Batch) -> mx.array:
     return forward(model.gather(batch.rows, batch.counts.shape[1]), mx.array(batch.counts))
 
 
-def validate(model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn, loss: losses.Loss) -> float:
+def validate(model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn, loss: losses.LossFn) -> float:
     """Mean loss over the held-out batches (weighted by batch size)."""
     total, count = 0.0, 0
     for b in batches:
@@ -60,7 +60,7 @@ def validate(model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn,
     return total / max(count, 1)
 
 
-def make_step(loss: losses.Loss, optimizer: AdamW) -> Callable[..., Any]:
+def make_step(loss: losses.LossFn, optimizer: AdamW) -> Callable[..., Any]:
     """The compiled training step; `anchors` (the touched rows' starting values) may be empty when
     the optimizer has no anchor decay."""
 

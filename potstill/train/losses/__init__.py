@@ -6,27 +6,31 @@ from collections.abc import Callable
 
 import mlx.core as mx
 
+from potstill.config import Choice
 from potstill.train.losses.contrastive import contrastive
 from potstill.train.losses.cosine import cosine
 from potstill.train.losses.mse import mse
 
-Loss = Callable[[mx.array, mx.array, mx.array], mx.array]
+LossFn = Callable[[mx.array, mx.array, mx.array], mx.array]
 
 
-def get(name: str, temperature: float) -> Loss:
+class Loss(Choice):
+    """The training loss."""
+
+    CONTRASTIVE = "contrastive"  # in-batch InfoNCE
+    COSINE = "cosine"
+    MSE = "mse"  # tokenlearn 0.2.1's
+
+
+def get(name: str, temperature: float) -> LossFn:
     """The loss called `name`; `temperature` applies to the contrastive loss."""
-    if name == "contrastive":
+    if name == Loss.CONTRASTIVE:
         return lambda p, t, m: contrastive(p, t, m, temperature)
-    if name == "cosine":
+    if name == Loss.COSINE:
         return lambda p, t, m: cosine(p, t)
-    if name == "mse":
+    if name == Loss.MSE:
         return lambda p, t, m: mse(p, t)
     raise ValueError(f"loss {name!r} is not known; use contrastive, cosine or mse")
 
 
-def unit(x: mx.array) -> mx.array:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    return x / mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-__all__ = ["Loss", "contrastive", "cosine", "get", "mse", "unit"]
+__all__ = ["Loss", "LossFn", "contrastive", "cosine", "get", "mse"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from potstill import manifest
-from potstill.distill import store
+from potstill.features import store
 
 _FEATURE = re.compile(r"^feature_(\d+)\.json$")
 

@@ -7,7 +7,7 @@ sentences and compares them with the float teacher (`screen.fidelity`). A block'
 variance falls 4x per extra bit, so a block stored at b bits is predicted to cost
 damage_4 * 4 ** (4 - b) (float16: nothing). The proposal is the assignment of bits to blocks with
 the least predicted damage whose bits per weight fit the target: exact, by dynamic programming over
-the blocks in quarter-bit steps. Schemes are in `quantize.py`, the screen in `screen.py`.
+the blocks in quarter-bit steps. Schemes are in `schemes.py`, the screen in `screen.py`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from potstill.distill import quantize
-from potstill.distill.screen import Fidelity, encode_timed, fidelity
+from potstill.quantize import schemes
+from potstill.quantize.screen import Fidelity, encode_timed, fidelity
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROBE_BITS = 4
-AFFINE_OPTIONS = (4, 5, 6, 8, quantize.FLOAT_BITS)  # bits a block may get in a proposal
-MX_OPTIONS = (4, 8, quantize.FLOAT_BITS)  # mxfp4, mxfp8, float16
+AFFINE_OPTIONS = (4, 5, 6, 8, schemes.FLOAT_BITS)  # bits a block may get in a proposal
+MX_OPTIONS = (4, 8, schemes.FLOAT_BITS)  # mxfp4, mxfp8, float16
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,11 @@ def blocks(num_layers: int, block_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + block_size, num_layers) - 1) for s in range(0, num_layers, block_size)]
 
 
-def probe_block(start: int, end: int, num_layers: int, setting: quantize.Setting) -> dict[str, Any]:
+def probe_block(start: int, end: int, num_layers: int, setting: schemes.Setting) -> dict[str, Any]:
     """The quantization block of one probe: layers start..end at the probe setting, others float."""
     rules = [(start, end, setting.bits)]
-    rules += [(a, b, quantize.FLOAT_BITS) for a, b in ((0, start - 1), (end + 1, num_layers - 1)) if a <= b]
-    scheme = quantize.Scheme("probe", setting, tuple(quantize.LayerRule(a, b, c) for a, b, c in rules))
+    rules += [(a, b, schemes.FLOAT_BITS) for a, b in ((0, start - 1), (end + 1, num_layers - 1)) if a <= b]
+    scheme = schemes.Scheme("probe", setting, tuple(schemes.LayerRule(a, b, c) for a, b, c in rules))
     return scheme.block(num_layers)
 
 
@@ -70,12 +70,12 @@ def run_probes(
     *,
     num_layers: int,
     block_size: int = 1,
-    setting: quantize.Setting,
+    setting: schemes.Setting,
     batch_size: int = 64,
     max_seq_length: int | None = None,
 ) -> list[Probe]:
     """Load the teacher once per block with that block at the probe setting, and screen it."""
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     probes = []
     for start, end in blocks(num_layers, block_size):
@@ -94,12 +94,12 @@ def run_probes(
     return probes
 
 
-def setting_bpw(setting: quantize.Setting) -> float:
+def setting_bpw(setting: schemes.Setting) -> float:
     """Stored bits per weight of a setting: float16 16; affine b + 32/g (float16 scale and bias
     per group); mx b + 8/32 (one 8-bit scale per group of 32)."""
     if setting.is_float:
-        return float(quantize.FLOAT_BITS)
-    overhead = 8 if setting.mode in quantize.MX_MODES else 32
+        return float(schemes.FLOAT_BITS)
+    overhead = 8 if setting.mode in schemes.MX_MODES else 32
     return setting.bits + overhead / setting.group_size
 
 
@@ -107,8 +107,8 @@ def setting_bpw(setting: quantize.Setting) -> float:
 class Proposal:
     """A layer table under a bits-per-weight target, with its predicted damage."""
 
-    rules: tuple[quantize.LayerRule, ...]
-    bits_per_weight: float  # of the Linear weights, as `quantize.count_bits` counts it
+    rules: tuple[schemes.LayerRule, ...]
+    bits_per_weight: float  # of the Linear weights, as `bits.count_bits` counts it
     predicted_damage: float
     target: float
 
@@ -124,13 +124,13 @@ class Proposal:
 def propose(
     probes: Sequence[Probe],
     target_bits: float,
-    default: quantize.Setting,
+    default: schemes.Setting,
     options: Sequence[int] | None = None,
 ) -> Proposal:
     """The per-block bits with the least predicted damage whose mean bits per weight fit the target."""
-    options = tuple(options or (MX_OPTIONS if default.mode in quantize.MX_MODES else AFFINE_OPTIONS))
+    options = tuple(options or (MX_OPTIONS if default.mode in schemes.MX_MODES else AFFINE_OPTIONS))
     check_target(target_bits, default, options)
-    settings = [quantize.rule_setting(b, default) for b in options]
+    settings = [schemes.rule_setting(b, default) for b in options]
     costs = [round(4 * setting_bpw(s)) for s in settings]  # quarter bits per weight, exact for every setting
     sizes = [p.end - p.start + 1 for p in probes]  # layers per block; every BERT layer has the same Linears
     budget = math.floor(4 * target_bits * sum(sizes) + 1e-9)
@@ -146,16 +146,16 @@ def propose(
                     step[c] = (d, (*picks, j))
         best = step
     cost, (damage, picks) = min(best.items(), key=lambda kv: (kv[1][0], kv[0]))
-    rules = [quantize.LayerRule(p.start, p.end, options[j]) for p, j in zip(probes, picks, strict=True)]
+    rules = [schemes.LayerRule(p.start, p.end, options[j]) for p, j in zip(probes, picks, strict=True)]
     return Proposal(tuple(_merge(rules)), cost / 4 / sum(sizes), damage, target_bits)
 
 
-def check_target(target_bits: float, default: quantize.Setting, options: Sequence[int] | None = None) -> None:
+def check_target(target_bits: float, default: schemes.Setting, options: Sequence[int] | None = None) -> None:
     """Refuse a target no proposal can meet (below the cheapest option) or that needs no quantization."""
-    if target_bits >= quantize.FLOAT_BITS:
+    if target_bits >= schemes.FLOAT_BITS:
         raise ValueError(f"target_bits={target_bits} leaves every layer float16; give a target below 16")
-    options = tuple(options or (MX_OPTIONS if default.mode in quantize.MX_MODES else AFFINE_OPTIONS))
-    cheapest = min((quantize.rule_setting(b, default) for b in options), key=setting_bpw)
+    options = tuple(options or (MX_OPTIONS if default.mode in schemes.MX_MODES else AFFINE_OPTIONS))
+    cheapest = min((schemes.rule_setting(b, default) for b in options), key=setting_bpw)
     if target_bits < setting_bpw(cheapest):
         raise ValueError(
             f"target_bits={target_bits} is below the cheapest scheme ({setting_bpw(cheapest)} bits per "
@@ -165,15 +165,15 @@ def check_target(target_bits: float, default: quantize.Setting, options: Sequenc
 
 def predicted(damage_4: float, bits: int) -> float:
     """Predicted damage of a block at `bits` from its measured damage at 4 bits."""
-    return 0.0 if bits == quantize.FLOAT_BITS else damage_4 * 4.0 ** (PROBE_BITS - bits)
+    return 0.0 if bits == schemes.FLOAT_BITS else damage_4 * 4.0 ** (PROBE_BITS - bits)
 
 
-def _merge(rules: list[quantize.LayerRule]) -> list[quantize.LayerRule]:
+def _merge(rules: list[schemes.LayerRule]) -> list[schemes.LayerRule]:
     """Join neighbouring ranges with the same bits."""
-    out: list[quantize.LayerRule] = []
+    out: list[schemes.LayerRule] = []
     for r in rules:
         if out and out[-1].bits == r.bits and out[-1].end + 1 == r.start:
-            out[-1] = quantize.LayerRule(out[-1].start, r.end, r.bits)
+            out[-1] = schemes.LayerRule(out[-1].start, r.end, r.bits)
         else:
             out.append(r)
     return out
@@ -184,7 +184,7 @@ def map_dict(
     proposal: Proposal,
     block: dict[str, Any],
     measured: Fidelity,
-    probe: quantize.Setting,
+    probe: schemes.Setting,
 ) -> dict[str, Any]:
     """The map and its proposal as JSON-able data (`layer_map.json`)."""
     return {
@@ -239,7 +239,7 @@ def plot(probes: Sequence[Probe], path: Path, title: str, proposal: Proposal | N
     if proposal:
         used = sorted(set(bits.values()))
         handles += [plt.Rectangle((0, 0), 1, 1, color=colors.get(b, "#7f7f7f")) for b in used]
-        names += [f"proposal: {'float16' if b == quantize.FLOAT_BITS else f'{b}-bit'}" for b in used]
+        names += [f"proposal: {'float16' if b == schemes.FLOAT_BITS else f'{b}-bit'}" for b in used]
     # Below the axes, so it never hides a bar.
     ax.legend(
         handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(names), 3), fontsize=8

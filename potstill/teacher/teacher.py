@@ -21,9 +21,9 @@ import mlx.core as mx
 import numpy as np
 from tokenizers import Tokenizer
 
-from potstill.distill import checkpoint, quantize
-from potstill.distill.backend import blas_threads, cpu_cores, on_cpu
-from potstill.distill.bert import BertConfig, BertEncoder, load_weights, sanitize
+from potstill.teacher import checkpoint, quantized
+from potstill.teacher.backend import blas_threads, cpu_cores, on_cpu
+from potstill.teacher.bert import BertConfig, BertEncoder, load_weights, sanitize
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Teacher:
     ) -> Teacher:
         """Load a teacher from a local folder or a Hugging Face hub id.
 
-        `quantization` (a config block, see `quantize.uniform_block`) quantizes a float
+        `quantization` (a config block, see `potstill.teacher.quantized`) quantizes a float
         checkpoint on load; a folder saved quantized re-applies its own block.
         """
         folder = checkpoint.resolve(id_or_path, revision)
@@ -108,13 +108,13 @@ class Teacher:
         block = saved_quant or quantization
         model = BertEncoder(cfg)
         if saved_quant:
-            quantize.apply(model, saved_quant)
+            quantized.apply(model, saved_quant)
         load_weights(model, weights if native else sanitize(weights))
         if quantization and not saved_quant:
             # From float16 weights, as a saved folder holds them: `save` then loses nothing.
-            quantize.quantize_model(model, quantization, dtype)
+            quantized.quantize_model(model, quantization, dtype)
         if block and on_cpu():
-            quantize.use_cpu_kernels(model)
+            quantized.use_cpu_kernels(model)
         mx.eval(model.parameters())
         meta = checkpoint.sentence_meta(folder)
         limit = max_seq_length or meta.max_seq_length or cfg.max_position_embeddings

@@ -22,9 +22,10 @@ from typing import Any
 from tqdm import tqdm
 
 from potstill import manifest
-from potstill.config import FeaturizeConfig, config_hash, to_dict
-from potstill.distill import store
-from potstill.distill.corpus import HF_PREFIX, CorpusSpec, iter_sentences
+from potstill.config import config_hash, to_dict
+from potstill.features import store
+from potstill.features.config import FeaturizeConfig
+from potstill.features.corpus import HF_PREFIX, CorpusSpec, iter_sentences
 from potstill.textio import LineStats
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def identity(cfg: FeaturizeConfig, teacher: Any) -> dict[str, Any]:
 
 def featurize(cfg: FeaturizeConfig) -> Path:
     """Run (or resume) featurization of this config's part; returns the store folder."""
-    from potstill.distill.teacher import Teacher
+    from potstill.teacher.teacher import Teacher
 
     if not cfg.out:
         raise ValueError("featurize needs --out DIR")

@@ -6,7 +6,7 @@ by cosine under the float embeddings, that are still among its k nearest under t
 ones). Given a BEIR task folder, NDCG@10 of both teachers through mteb's own retrieval evaluator
 (`potstill.eval`), on the full corpus or on a subset: every relevant document plus
 `retrieval_docs` others drawn with a seed (SciFact's 5,183 documents cost ~10 min per teacher on a
-2-core CPU). Quantization schemes are in `quantize.py`, the per-layer map in `layer_map.py`.
+2-core CPU). Quantization schemes are in `schemes.py`, the per-layer map in `layer_map.py`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from potstill.distill.teacher import Teacher
     from potstill.eval.tasks import TaskData
+    from potstill.teacher.teacher import Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def fidelity(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> Fidel
 
 def read_sentences(corpus: str, n: int) -> list[str]:
     """The first `n` distinct non-empty texts of a corpus (any reader `featurize` takes)."""
-    from potstill.distill.corpus import CorpusSpec, iter_sentences
+    from potstill.features.corpus import CorpusSpec, iter_sentences
     from potstill.textio import LineStats
 
     texts = list(iter_sentences(CorpusSpec(source=corpus, max_sentences=n), LineStats()))

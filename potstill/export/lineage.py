@@ -82,7 +82,7 @@ def _front_matter(readme: Path) -> dict[str, Any]:
 def teacher_folder(teacher: str) -> Path | None:
     """The teacher's files on this machine, without downloading: a folder, the packaged copy
     (as `Teacher.load` resolves it), or the Hugging Face cache."""
-    from potstill.distill.checkpoint import PACKAGED
+    from potstill.teacher.checkpoint import PACKAGED
 
     path = Path(teacher).expanduser()
     if path.is_dir():

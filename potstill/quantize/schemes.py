@@ -1,4 +1,4 @@
-"""Quantized teacher weights: schemes, the config block they become, bits counting, CPU execution.
+"""Quantization schemes: layer tables and the `quantization` config block they become.
 
 A scheme is a small table, layer range -> bits, over the encoder's transformer layers; layers the
 table leaves out get the scheme's default bits. Named schemes expand to such a table relative to
@@ -15,10 +15,9 @@ A scheme becomes `config.json["quantization"]` (mlx-lm's convention): global `bi
 Quantization starts from float16 weights, so scales and biases are float16 too: a saved folder
 holds every float tensor as float16 and loads back to the same numbers.
 
-On CPU, MLX's quantized matmul kernel is ~2 GFLOP/s (FINDINGS.md), so quantized layers compute
-`x @ dequantize(w).T` through the fast BLAS instead; the quantization still decides the numbers.
-GPU backends keep MLX's quantized kernels. The fidelity screen is in `screen.py`, the per-layer
-sensitivity map in `layer_map.py`.
+Applying a block to a model is `potstill.teacher.quantized` (loading needs it); the bits a block
+costs are counted in `bits.py`, the fidelity screen is `screen.py`, the per-layer sensitivity map
+`layer_map.py`.
 """
 
 from __future__ import annotations
@@ -30,22 +29,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import mlx.core as mx
-import mlx.nn as nn
+from potstill.config import Choice
+from potstill.teacher.quantized import SchemeError
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 8)
 SUPPORTED_GROUPS = (32, 64, 128)
 FLOAT_BITS = 16  # a table entry with 16 bits keeps its layers in float16
 MX_MODES = {"mxfp4": 4, "mxfp8": 8}  # MLX's microscaling formats: fixed bits, group size 32
-MODES = ("affine", *MX_MODES)
-SCHEMES = ("uniform", "crush_middle", "protect_late", "3tier")
+
+
+class Mode(Choice):
+    """How quantized weights are stored: MLX's affine groups or its microscaling formats."""
+
+    AFFINE = "affine"
+    MXFP4 = "mxfp4"
+    MXFP8 = "mxfp8"
+
+
+class SchemeName(Choice):
+    """Named layer tables; the ends are the first and the last quarter of the layers."""
+
+    UNIFORM = "uniform"
+    CRUSH_MIDDLE = "crush_middle"
+    PROTECT_LATE = "protect_late"
+    THREE_TIER = "3tier"
+
+
+MODES = tuple(m.value for m in Mode)
+SCHEMES = tuple(s.value for s in SchemeName)
 LAYER_LINEARS = ("attention.qkv", "attention.out", "intermediate", "output")
 EMBEDDING_PATHS = ("embeddings.word_embeddings", "embeddings.position_embeddings")
-_SETTING_KEYS = ("bits", "group_size", "mode")
-
-
-class SchemeError(ValueError):
-    """A quantization scheme that cannot be applied; the message names the bad value and the fix."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class Setting:
 
 def make_setting(bits: int | None, group_size: int | None = None, mode: str = "affine") -> Setting:
     """A checked setting; `None` picks the mode's defaults (affine: 4 bits, group 64; mx: 32)."""
+    mode = str(mode)  # a Mode member is stored as its plain value
     if mode not in MODES:
         raise SchemeError(f"mode={mode!r} is not supported; use one of {MODES}")
     if mode in MX_MODES:
@@ -93,15 +107,6 @@ def make_setting(bits: int | None, group_size: int | None = None, mode: str = "a
     if group_size not in SUPPORTED_GROUPS:
         raise SchemeError(f"group_size={group_size} is not supported; use one of {SUPPORTED_GROUPS}")
     return Setting(bits, group_size, mode)
-
-
-def uniform_block(bits: int, group_size: int = 64, mode: str = "affine") -> dict[str, Any]:
-    """The `quantization` config block of a uniform scheme over all Linear layers."""
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bits={bits} is not supported; use one of {SUPPORTED_BITS}")
-    if group_size not in SUPPORTED_GROUPS:
-        raise ValueError(f"group_size={group_size} is not supported; use one of {SUPPORTED_GROUPS}")
-    return {"bits": bits, "group_size": group_size, "mode": mode}
 
 
 # ------------------------------------------------------------------------------------- schemes
@@ -248,6 +253,7 @@ def make_scheme(
     num_layers: int,
 ) -> Scheme:
     """A named scheme, or a layer table over the uniform default, checked against `num_layers`."""
+    name, mode = str(name), str(mode)  # SchemeName / Mode members as their plain values
     default = make_setting(bits, group_size, mode)
     if default.is_float:
         raise SchemeError("bits=16 would quantize nothing; use a bit width from the table's layers instead")
@@ -260,151 +266,3 @@ def make_scheme(
     scheme = Scheme("table" if layers else name, default, tuple(rules), emb)
     scheme.block(num_layers)  # checks ranges and bits, and that something gets quantized
     return scheme
-
-
-def layer_bits(block: dict[str, Any], num_layers: int) -> list[int]:
-    """Bits of each layer's Linear weights under a block (16: float); mixed layers show the most."""
-    out = []
-    for i in range(num_layers):
-        bits = [_entry_bits(block, f"layers.{i}.{name}") for name in LAYER_LINEARS]
-        out.append(max(bits))
-    return out
-
-
-def _entry_bits(block: dict[str, Any], path: str) -> int:
-    entry = block.get(path)
-    if entry is False:
-        return FLOAT_BITS
-    return int(entry["bits"]) if isinstance(entry, dict) and "bits" in entry else int(block.get("bits", 4))
-
-
-# --------------------------------------------------------------------------------- applying
-class CpuQuantizedLinear(nn.QuantizedLinear):
-    """A `QuantizedLinear` that computes through its dequantized weight (fast on CPU BLAS)."""
-
-    def __call__(self, x: mx.array) -> mx.array:
-        w = mx.dequantize(
-            self["weight"],
-            self["scales"],
-            self.get("biases"),
-            group_size=self.group_size,
-            bits=self.bits,
-            mode=self.mode,
-        )
-        # mx modes dequantize to bfloat16, whose CPU matmul is slow: compute in the input's dtype.
-        y = x @ w.astype(x.dtype).T
-        return y + self["bias"] if "bias" in self else y
-
-
-def apply(model: nn.Module, block: dict[str, Any]) -> None:
-    """Quantize `model` in place as a `quantization` config block says.
-
-    Only Linear layers are quantized unless a per-module entry names another module; an entry
-    `{path: false}` keeps that module in float; an entry's missing keys come from the global ones.
-    """
-    glob = {
-        "bits": int(block.get("bits", 4)),
-        "group_size": int(block.get("group_size", 64)),
-        "mode": str(block.get("mode", "affine")),
-    }
-    modules = dict(model.named_modules())
-    unknown = [k for k, v in block.items() if (v is False or isinstance(v, dict)) and k not in modules]
-    if unknown:
-        raise SchemeError(f"quantization entries name no module of this model: {unknown[:5]}")
-
-    def predicate(path: str, module: nn.Module) -> bool | dict[str, Any]:
-        entry = block.get(path)
-        if entry is False:
-            return False
-        if isinstance(entry, dict):
-            return {k: entry.get(k, glob[k]) for k in _SETTING_KEYS}
-        return isinstance(module, nn.Linear)
-
-    try:
-        nn.quantize(model, class_predicate=predicate, **glob)  # type: ignore[arg-type]
-    except ValueError as e:  # MLX's message names the unsupported bits, group size or mode
-        setting = " ".join(f"{k}={v}" for k, v in glob.items())
-        raise SchemeError(f"cannot quantize with {setting} (or a per-layer setting): {e}") from e
-
-
-def quantize_model(model: nn.Module, block: dict[str, Any], dtype: mx.Dtype = mx.float32) -> None:
-    """Quantize a float model as a saved folder would hold it: from float16 weights (so scales,
-    biases and the float layers are float16 numbers), then computing in `dtype`."""
-    model.set_dtype(mx.float16)
-    apply(model, block)
-    model.set_dtype(dtype)
-
-
-def use_cpu_kernels(model: nn.Module) -> int:
-    """Make every QuantizedLinear compute through dequantized weights; returns how many."""
-    count = 0
-    for _, module in model.named_modules():
-        if type(module) is nn.QuantizedLinear:
-            # Same parameters and attributes, another __call__: swapping the class keeps the
-            # weights in place (no re-quantization, no copy).
-            module.__class__ = CpuQuantizedLinear
-            count += 1
-    return count
-
-
-# ------------------------------------------------------------------------------ bits counting
-@dataclass(frozen=True)
-class BitsReport:
-    """Stored bits per weight: the encoder's Linear weights (quantization scales and biases
-    included; Linear bias vectors and LayerNorms left out) and, on their own, the embeddings."""
-
-    linear_weights: int
-    linear_bits: int
-    embedding_weights: int
-    embedding_bits: int
-
-    @property
-    def linear_bpw(self) -> float:
-        return self.linear_bits / max(self.linear_weights, 1)
-
-    @property
-    def embedding_bpw(self) -> float:
-        return self.embedding_bits / max(self.embedding_weights, 1)
-
-
-def _stored_bits(a: mx.array) -> int:
-    """Bits of an array as saved: every float tensor is float16 in a quantized folder."""
-    return a.size * (16 if mx.issubdtype(a.dtype, mx.floating) else 8 * a.itemsize)
-
-
-def _module_bits(module: nn.Module) -> tuple[int, int]:
-    """(weights it stands for, stored bits of weight + scales + biases) of a Linear/Embedding."""
-    w = module["weight"]
-    if isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
-        count = w.shape[0] * w.shape[1] * 32 // module.bits
-        extra = [module["scales"], *([module["biases"]] if "biases" in module else [])]
-        return count, _stored_bits(w) + sum(_stored_bits(a) for a in extra)
-    return w.size, _stored_bits(w)
-
-
-def count_bits(model: nn.Module) -> BitsReport:
-    """Bits per weight of a (quantized) encoder; arrays are not evaluated, so a lazily built model
-    costs nothing to count."""
-    lin = [0, 0]
-    emb = [0, 0]
-    for path, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.QuantizedLinear)):
-            target = lin
-        elif isinstance(module, (nn.Embedding, nn.QuantizedEmbedding)) and path.startswith("embeddings."):
-            target = emb
-        else:
-            continue
-        n, bits = _module_bits(module)
-        target[0] += n
-        target[1] += bits
-    return BitsReport(lin[0], lin[1], emb[0], emb[1])
-
-
-def block_bits(config: Any, block: dict[str, Any]) -> BitsReport:
-    """Bits per weight a block gives an encoder of `config` (a `BertConfig`), without weights."""
-    from potstill.distill.bert import BertEncoder
-
-    model = BertEncoder(config)  # lazy: MLX computes no random init until evaluated
-    model.set_dtype(mx.float16)
-    apply(model, block)
-    return count_bits(model)

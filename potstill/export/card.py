@@ -2,9 +2,9 @@
 
 Front matter: library_name model2vec, the teacher's licence (else `other`), base_model when the
 teacher is a hub id, potstill's tags, pipeline_tag sentence-similarity. Body: what the model is,
-how to load it, teacher and corpus with their licences (`potstill.lineage`), rows x dims, dtype,
-size, the export's reload check, the stages behind it, an eval table from a potstill eval
-results.json (this model first), and the recipe verbatim.
+how to load it, teacher and corpus with their licences (`potstill.export.lineage`), rows x dims, dtype,
+size, the export's reload check, the stages behind it, the evaluation section (empty between
+its markers until `potstill eval` fills it: `potstill.eval.card`), and the recipe verbatim.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from potstill.lineage import (
+from potstill.eval.card import EVAL_BEGIN, EVAL_END
+from potstill.export.lineage import (
     README,
     Lineage,
     corpus_licence,
@@ -165,31 +166,6 @@ def facts_table(
     return rows
 
 
-def eval_section(results: Path, model_dir: Path, name: str) -> list[str]:
-    """The summary table of a potstill eval results.json, this model first."""
-    from potstill.eval.report import read_results, summary_table
-    from potstill.eval.scores import BESIDE_DEV
-
-    run = read_results(results)
-    here = os.path.realpath(model_dir)
-
-    def is_this(label: str, source: str) -> bool:
-        return os.path.realpath(source) == here or label in (name, model_dir.name)
-
-    run.models.sort(key=lambda m: not is_this(m.label, m.source))  # stable: the others keep their order
-    return [
-        "## Evaluation",
-        "",
-        *summary_table(run),
-        "",
-        f"Scores x100 on the `{run.split}` splits, measured by `potstill eval` with mteb "
-        f"{run.versions.get('mteb', '?')}. The dev score is the mean of the STS, Classification and "
-        f"PairClassification category means; {BESIDE_DEV} NDCG@10 is reported beside it. Speeds are "
-        "sentences per second in that one run: compare them within this table only.",
-        "",
-    ]
-
-
 def _recipe_section(recipe: str) -> list[str]:
     path = Path(recipe)
     try:
@@ -200,7 +176,7 @@ def _recipe_section(recipe: str) -> list[str]:
     return ["## Recipe", "", f"`{path.name}`:", "", f"{fence}toml", text.rstrip("\n"), fence, ""]
 
 
-def render_card(model_dir: Path, *, name: str, recipe: str | None = None, results: Path | None = None) -> str:
+def render_card(model_dir: Path, *, name: str, recipe: str | None = None) -> str:
     """README.md's text."""
     facts = model_facts(model_dir)
     origin = lineage(model_dir)
@@ -234,8 +210,7 @@ def render_card(model_dir: Path, *, name: str, recipe: str | None = None, result
         parts += ["Made by these potstill stages, newest first:", ""]
         parts += [f"- {stage}: `{folder}`" for stage, folder in origin.stages[1:]]
         parts += [""]
-    if results is not None:
-        parts += eval_section(results, model_dir, name)
+    parts += [EVAL_BEGIN, EVAL_END, ""]  # `potstill eval` fills the scores in here
     if recipe:
         parts += _recipe_section(recipe)
     parts += [
@@ -248,13 +223,11 @@ def render_card(model_dir: Path, *, name: str, recipe: str | None = None, result
     return "\n".join(parts)
 
 
-def write_card(
-    model_dir: Path, *, name: str | None = None, recipe: str | None = None, results: Path | None = None
-) -> Path:
+def write_card(model_dir: Path, *, name: str | None = None, recipe: str | None = None) -> Path:
     """Write (or rewrite) `model_dir/README.md`; `name` defaults to the folder name, `recipe` is
-    quoted verbatim, `results` (a potstill eval results.json) adds the evaluation table."""
+    quoted verbatim. The evaluation section is left empty between its markers for `potstill eval`."""
     model_dir = Path(model_dir)
-    text = render_card(model_dir, name=name or model_dir.name, recipe=recipe, results=results)
+    text = render_card(model_dir, name=name or model_dir.name, recipe=recipe)
     path = model_dir / README
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
