@@ -7,15 +7,8 @@ from potstill.teacher.backend import setup_blas
 # Before anything imports mlx.core: give MLX a fast BLAS on Linux CPU (FINDINGS.md).
 setup_blas()
 
+from potstill.teacher.teacher import Teacher  # noqa: E402  (after the BLAS set-up, on purpose)
+
 __version__ = "0.1.0"
 
 __all__ = ["Teacher", "__version__"]
-
-
-def __getattr__(name: str) -> object:
-    # Lazy: `import potstill` stays cheap and does not import mlx.core itself.
-    if name == "Teacher":
-        from potstill.teacher.teacher import Teacher
-
-        return Teacher
-    raise AttributeError(f"module 'potstill' has no attribute {name!r}")

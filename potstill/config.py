@@ -17,7 +17,6 @@ import sys
 import types
 import typing
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,10 +66,14 @@ def fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
     return list(dataclasses.fields(cls))
 
 
-@cache
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def hints(cls: type[Any]) -> dict[str, Any]:
-    """Resolved type annotations of a config class."""
-    return typing.get_type_hints(cls)
+    """Resolved type annotations of a config class (computed once per class)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def plain_type(hint: Any) -> Any:

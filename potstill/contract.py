@@ -69,7 +69,7 @@ class Stage:
     wire: Callable[[Any, Context], dict[str, Any]]
     run: Callable[[Any], dict[str, Any]]  # config -> the manifest it wrote
     optional: bool = False  # runs only when the recipe has the stage's table
-    provides: str | None = None  # a Context field the stage's output folder replaces ("teacher")
+    provides: str | None = None  # "teacher": the stage's output is the teacher of every later stage
     check: Callable[[Any], None] | None = None  # fails fast on a missing input, before any stage runs
     summarize: Callable[[Path], dict[str, Any]] | None = None  # its part of the run summary (run.json)
 

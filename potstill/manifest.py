@@ -7,6 +7,7 @@ its hash, inputs (paths + their manifest hashes), outputs (files + sha256), crea
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata as md
 import json
 import os
 import time
@@ -32,8 +33,6 @@ def sha256_file(path: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     out = {}
     for pkg in ("potstill", "mlx"):
         try:

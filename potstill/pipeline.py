@@ -122,7 +122,9 @@ def plan(
     recipe = load_recipe(path)
     unknown = set(recipe) - {"run", *STAGES}
     if unknown:
-        raise ConfigError(f"recipe {path}: unknown table(s) {sorted(unknown)}; known: run, {', '.join(STAGES)}")
+        raise ConfigError(
+            f"recipe {path}: unknown table(s) {sorted(unknown)}; known: run, {', '.join(STAGES)}"
+        )
     overrides = _split_sets(sets)
     flags = {k: v for k, v in (("corpus", corpus), ("teacher", teacher)) if v is not None}
     run = build(RunConfig, _table(recipe, "run", path), overrides.get("run", {}), flags)
@@ -132,8 +134,8 @@ def plan(
             continue
         step = _plan_step(spec, _table(recipe, spec.name, path), overrides.get(spec.name, {}), ctx)
         ctx.steps[spec.name] = step
-        if spec.provides:
-            ctx = dataclasses.replace(ctx, **{spec.provides: str(step.out)})
+        if spec.provides == "teacher":  # a quantized teacher replaces the float one downstream
+            ctx = dataclasses.replace(ctx, teacher=str(step.out))
     return Plan(path, run, ctx.folder, tuple(ctx.steps.values()))
 
 
@@ -244,7 +246,9 @@ def summary_text(summary: dict[str, Any]) -> str:
         secs = info.get("seconds")
         time_text = f"{secs:8.1f} s" if secs is not None else "        -"
         lines.append(f"  {stage:<10} {info['status']:<8} {time_text}  {info['out']}")
-    lines.append(f"  all stages {summary['seconds_all_stages']:.1f} s; this run {summary['seconds_this_run']:.1f} s")
+    lines.append(
+        f"  all stages {summary['seconds_all_stages']:.1f} s; this run {summary['seconds_this_run']:.1f} s"
+    )
     m = summary.get("model") or {}
     if m:
         mb = (m.get("bytes") or 0) / 1e6
@@ -252,7 +256,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     for label, s in summary.get("scores", {}).items():
         speed = s.get("sentences_per_second")
         speed_text = f", {speed:,.0f} sentences/s" if speed else ""
-        lines.append(f"  {label}: dev score {_pct(s.get('dev_score'))}, SciFact {_pct(s.get('scifact'))}{speed_text}")
+        lines.append(
+            f"  {label}: dev score {_pct(s.get('dev_score'))}, SciFact {_pct(s.get('scifact'))}{speed_text}"
+        )
     return "\n".join(lines)
 
 

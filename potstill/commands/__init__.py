@@ -1,1 +1,1 @@
-"""One module per `potstill` sub-command: `add_arguments(parser)` and `run(args) -> int`."""
+"""One module per command: `add_arguments(parser)` and `run(args)`; parsing and dispatch only."""

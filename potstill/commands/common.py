@@ -46,7 +46,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
             continue
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         extra: dict[str, Any] = {"action": "append"} if meta.get("repeat") else kind
-        parser.add_argument(flag, dest=f.name, metavar=meta.get("metavar"), help=help_text, default=None, **extra)
+        parser.add_argument(
+            flag, dest=f.name, metavar=meta.get("metavar"), help=help_text, default=None, **extra
+        )
     parser.add_argument("--recipe", help="TOML recipe whose table for this stage fills the config")
     parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override one config value (repeatable)"

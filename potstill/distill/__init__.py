@@ -1,1 +1,2 @@
-"""Teacher-side stages: MLX encoder, teacher, quantization, corpus, featurize, vocabulary, PCA."""
+"""The distill stage: vocabulary (vocab), token vectors (tokens, contexts), PCA (pca), SIF
+weights (weighting), the first static model (build); config.py, stage.py."""

@@ -15,7 +15,9 @@ class EvalConfig:
     teacher: str | None = setting(
         None, "hub id or folder of the MLX teacher to evaluate beside them", metavar="ID_OR_PATH"
     )
-    tasks: str = setting("", "a folder of task folders (task.json + jsonl; BEIR for retrieval)", metavar="DIR")
+    tasks: str = setting(
+        "", "a folder of task folders (task.json + jsonl; BEIR for retrieval)", metavar="DIR"
+    )
     task: tuple[str, ...] = setting(
         (), "run only this task folder (repeatable; default: all)", metavar="NAME", repeat=True
     )

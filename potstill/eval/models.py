@@ -17,12 +17,14 @@ import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
+from potstill.teacher import checkpoint
+from potstill.teacher.teacher import Teacher
+
 if TYPE_CHECKING:
     from model2vec import StaticModel
     from mteb.abstasks.task_metadata import TaskMetadata
     from mteb.types import PromptType
 
-    from potstill.teacher.teacher import Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +131,6 @@ class TeacherEncoder(Encoder):
     kind = "teacher"
 
     def __init__(self, label: str, teacher: Teacher, batch_size: int):
-        from potstill.teacher import checkpoint
-
         files = checkpoint.weight_files(teacher.folder)
         files += [teacher.folder / f for f in TOKENIZER_FILES if (teacher.folder / f).is_file()]
         super().__init__(
@@ -142,8 +142,6 @@ class TeacherEncoder(Encoder):
     @classmethod
     def load(cls, id_or_path: str, batch_size: int = 64, max_seq_length: int | None = None) -> TeacherEncoder:
         """Load the teacher (hub id or folder) with `Teacher.load`."""
-        from potstill.teacher.teacher import Teacher
-
         teacher = Teacher.load(id_or_path, max_seq_length=max_seq_length)
         return cls(f"{Path(str(id_or_path)).name} (teacher)", teacher, batch_size)
 

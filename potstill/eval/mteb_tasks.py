@@ -13,6 +13,8 @@ import logging
 import warnings
 from typing import TYPE_CHECKING
 
+from datasets import Dataset, DatasetDict
+
 from potstill.eval.tasks import TaskData, TaskFolderError, TaskSpec, TaskType
 
 if TYPE_CHECKING:
@@ -46,7 +48,7 @@ def get_mteb_task(name: str, split: str, subset: str | None, where: str, one_sub
 
     `one_subset`: a task folder holds one subset, so a multi-subset mteb task needs `mteb_subset`.
     """
-    import mteb
+    import mteb  # lazy: the optional eval extra
 
     try:
         task = mteb.get_task(name, eval_splits=[split], hf_subsets=[subset] if subset else None)
@@ -66,8 +68,6 @@ def get_mteb_task(name: str, split: str, subset: str | None, where: str, one_sub
 
 def to_mteb(data: TaskData) -> AbsTask:
     """The mteb task for a task folder's split, with the folder's data injected."""
-    from datasets import Dataset, DatasetDict
-
     spec = data.spec
     where = f"{spec.folder}/task.json"
     task = get_mteb_task(spec.mteb_task, data.split, spec.mteb_subset, where)

@@ -22,7 +22,7 @@ SPEED_PNG = "speed.png"
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    import matplotlib  # lazy: the optional eval extra
 
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt

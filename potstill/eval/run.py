@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from potstill.config import ConfigError
+from potstill.eval import mteb_tasks
 from potstill.eval.config import EvalConfig
 from potstill.eval.scores import EXTRA_METRICS, EvalRun, ModelScores, TaskScore, split_score
 from potstill.eval.speed import Speed, measure, sample_sentences
@@ -81,6 +82,7 @@ def _speed_sample(cfg: EvalConfig, folders: list[TaskData]) -> tuple[str | None,
 
 def load_models(cfg: EvalConfig) -> list[Encoder]:
     """The static models (in the order given), then the teacher."""
+    # lazy: potstill.eval.models subclasses mteb's encoder (the optional eval extra)
     from potstill.eval.models import StaticEncoder, TeacherEncoder, unique_labels
 
     encoders: list[Encoder] = []
@@ -93,7 +95,7 @@ def load_models(cfg: EvalConfig) -> list[Encoder]:
 
 def evaluate_task(encoder: Encoder, spec: TaskSpec, task: Any, split: str) -> TaskScore:
     """Run mteb's evaluator of `task` on `encoder`; pick the main score (and extras) of `split`."""
-    import mteb
+    import mteb  # lazy: the optional eval extra
 
     # mteb hands the model all texts of a split through a data loader; big batches only make
     # gathering them cheaper (our encoders batch on their own).
@@ -127,8 +129,6 @@ def evaluate_task(encoder: Encoder, spec: TaskSpec, task: Any, split: str) -> Ta
 
 def evaluate(cfg: EvalConfig, inputs: Inputs | None = None) -> EvalRun:
     """Evaluate the configured models on the configured tasks (`inputs` from `check_inputs`)."""
-    from potstill.eval import mteb_tasks
-
     start = time.perf_counter()
     inputs = inputs or check_inputs(cfg)
     hub = [mteb_tasks.hub_task(name, cfg.split)[0] for name in cfg.mteb]

@@ -37,7 +37,9 @@ def require_eval_extra() -> None:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise EvalSetupError(f"potstill eval needs {module} ({e}); install the eval extra: {INSTALL}") from e
+            raise EvalSetupError(
+                f"potstill eval needs {module} ({e}); install the eval extra: {INSTALL}"
+            ) from e
 
 
 def evaluate_to_folder(cfg: EvalConfig) -> Path:
@@ -58,7 +60,9 @@ def evaluate_to_folder(cfg: EvalConfig) -> Path:
     files = [report.write_results(result, out), report.write_report(result, out, pngs), *pngs]
     inputs = [manifest.Input.of(m.source) for m in result.models]
     inputs += [manifest.Input.of(s.folder) for s in result.tasks if s.folder is not None]
-    models = {m.label: {"kind": m.kind, "source": m.source, "size_bytes": m.size_bytes} for m in result.models}
+    models = {
+        m.label: {"kind": m.kind, "source": m.source, "size_bytes": m.size_bytes} for m in result.models
+    }
     manifest.write(
         out,
         "eval",

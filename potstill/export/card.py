@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import ModelCardData
+from safetensors import safe_open
+
 from potstill.eval.card import EVAL_BEGIN, EVAL_END
 from potstill.export.lineage import (
     README,
@@ -48,8 +51,6 @@ class ModelFacts:
 
 def model_facts(model_dir: Path) -> ModelFacts:
     """Read the facts from the safetensors header, config.json and the export manifest."""
-    from safetensors import safe_open
-
     tensors = model_dir / "model.safetensors"
     if not tensors.is_file():
         raise ValueError(f"{model_dir} has no model.safetensors; write the card into a model2vec folder")
@@ -77,8 +78,6 @@ def model_facts(model_dir: Path) -> ModelFacts:
 
 
 def _front_matter_yaml(licence: str | None, base_model: str | None, name: str) -> str:
-    from huggingface_hub import ModelCardData
-
     data = ModelCardData(
         model_name=name,
         base_model=base_model,

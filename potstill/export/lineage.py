@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.repocard import metadata_load
+
 from potstill import manifest
+from potstill.teacher.checkpoint import PACKAGED
 
 README = "README.md"
 KNOWN_CORPUS_LICENCES = {"hf:allenai/c4": "ODC-BY"}  # hf: prefix -> licence
@@ -71,8 +75,6 @@ def lineage(model_dir: Path) -> Lineage:
 
 
 def _front_matter(readme: Path) -> dict[str, Any]:
-    from huggingface_hub.repocard import metadata_load
-
     try:
         return metadata_load(readme) or {}
     except Exception:  # a README without (valid) YAML front matter says nothing about the licence
@@ -82,8 +84,6 @@ def _front_matter(readme: Path) -> dict[str, Any]:
 def teacher_folder(teacher: str) -> Path | None:
     """The teacher's files on this machine, without downloading: a folder, the packaged copy
     (as `Teacher.load` resolves it), or the Hugging Face cache."""
-    from potstill.teacher.checkpoint import PACKAGED
-
     path = Path(teacher).expanduser()
     if path.is_dir():
         return path
@@ -92,8 +92,6 @@ def teacher_folder(teacher: str) -> Path | None:
         if importlib.util.find_spec(module) is not None:
             return Path(getattr(importlib.import_module(module), attr))
     if _HUB_ID.match(teacher):
-        from huggingface_hub import try_to_load_from_cache
-
         for name in (README, "config.json"):
             cached = try_to_load_from_cache(teacher, name)
             if isinstance(cached, str):

@@ -27,7 +27,9 @@ def summarize(out: Path) -> dict[str, Any]:
     if not (out / manifest.MANIFEST).is_file():
         return {"model": {}}
     info = manifest.read(out)
-    return {"model": {"path": str(out), **{k: info.get(k) for k in ("rows", "dims", "dtype", "bytes", "check")}}}
+    return {
+        "model": {"path": str(out), **{k: info.get(k) for k in ("rows", "dims", "dtype", "bytes", "check")}}
+    }
 
 
 def run(cfg: ExportConfig) -> dict[str, Any]:

@@ -88,7 +88,7 @@ def _iter_jsonl(path: Path, field: str, stats: LineStats, skip_invalid: bool) ->
 
 
 def _iter_parquet(path: Path, field: str, stats: LineStats) -> Iterator[str]:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: slow to import, needed by this reader only
 
     try:
         pf = pq.ParquetFile(path)
@@ -107,7 +107,7 @@ def _iter_parquet(path: Path, field: str, stats: LineStats) -> Iterator[str]:
 
 def _iter_hf(spec: CorpusSpec, stats: LineStats) -> Iterator[str]:
     """Stream a Hugging Face dataset, e.g. hf:allenai/c4:en (the real code users run online)."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # lazy: slow to import (seconds), needed for hf: corpora only
 
     name, _, config = spec.source[len(HF_PREFIX) :].partition(":")
     try:

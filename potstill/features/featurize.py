@@ -26,6 +26,7 @@ from potstill.config import config_hash, to_dict
 from potstill.features import store
 from potstill.features.config import FeaturizeConfig
 from potstill.features.corpus import HF_PREFIX, CorpusSpec, iter_sentences
+from potstill.teacher.teacher import Teacher
 from potstill.textio import LineStats
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,6 @@ def identity(cfg: FeaturizeConfig, teacher: Any) -> dict[str, Any]:
 
 def featurize(cfg: FeaturizeConfig) -> Path:
     """Run (or resume) featurization of this config's part; returns the store folder."""
-    from potstill.teacher.teacher import Teacher
-
     if not cfg.out:
         raise ValueError("featurize needs --out DIR")
     out = Path(cfg.out)

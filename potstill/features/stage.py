@@ -33,12 +33,18 @@ def store_name(cfg: FeaturizeConfig) -> str:
 
 def wire(cfg: FeaturizeConfig, ctx: Context) -> dict[str, Any]:
     named = dataclasses.replace(cfg, teacher=ctx.teacher, corpus=ctx.corpus)
-    return {"teacher": ctx.teacher, "corpus": ctx.corpus, "out": str(ctx.workdir / "features" / store_name(named))}
+    return {
+        "teacher": ctx.teacher,
+        "corpus": ctx.corpus,
+        "out": str(ctx.workdir / "features" / store_name(named)),
+    }
 
 
 def check(cfg: FeaturizeConfig) -> None:
     if not cfg.corpus.startswith(HF_PREFIX) and not Path(cfg.corpus).is_file():
-        raise ConfigError(f"corpus {cfg.corpus} does not exist; pass --corpus FILE (or hf:NAME for a hub dataset)")
+        raise ConfigError(
+            f"corpus {cfg.corpus} does not exist; pass --corpus FILE (or hf:NAME for a hub dataset)"
+        )
 
 
 def run(cfg: FeaturizeConfig) -> dict[str, Any]:

@@ -31,7 +31,9 @@ class QuantizeConfig:
     sentences: int = setting(2000, "how many corpus sentences (default 2000)")
     retrieval: str | None = setting(None, "a BEIR task folder: NDCG@10 of both teachers", metavar="TASK_DIR")
     retrieval_docs: int | None = setting(None, "corpus subset: relevant docs + N others (default: all)")
-    max_seq_length: int | None = setting(None, "teacher truncation (both teachers; default: the checkpoint's)")
+    max_seq_length: int | None = setting(
+        None, "teacher truncation (both teachers; default: the checkpoint's)"
+    )
     batch_size: int = setting(64, "teacher batch size")
     block_size: int = setting(1, "layer map: layers per probe")
     target_bits: float = setting(6.5, "layer map: bits/weight budget of the proposal (Linear weights)")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from potstill.quantize import schemes
 from potstill.quantize.screen import Fidelity, encode_timed, fidelity
+from potstill.teacher.teacher import Teacher
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,8 +76,6 @@ def run_probes(
     max_seq_length: int | None = None,
 ) -> list[Probe]:
     """Load the teacher once per block with that block at the probe setting, and screen it."""
-    from potstill.teacher.teacher import Teacher
-
     probes = []
     for start, end in blocks(num_layers, block_size):
         block = probe_block(start, end, num_layers, setting)
@@ -211,7 +210,7 @@ def read_probes(data: dict[str, Any]) -> list[Probe]:
 
 def plot(probes: Sequence[Probe], path: Path, title: str, proposal: Proposal | None = None) -> Path:
     """Bars of each block's damage at 4 bits (log scale) and its top-10 retention, as a PNG."""
-    import matplotlib
+    import matplotlib  # lazy: the optional eval extra
 
     matplotlib.use("Agg")  # files only: no display on servers
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notices

@@ -177,21 +177,21 @@ def blas_state() -> BlasState:
 
 def default_device() -> str:
     """'gpu' when MLX has a GPU backend (Metal or CUDA), else 'cpu'."""
-    import mlx.core as mx
+    import mlx.core as mx  # lazy: mlx.core may load only after setup_blas() (module docstring)
 
     return "gpu" if mx.is_available(mx.gpu) else "cpu"
 
 
 def on_cpu() -> bool:
     """True when MLX computes on the CPU in this process."""
-    import mlx.core as mx
+    import mlx.core as mx  # lazy: mlx.core may load only after setup_blas() (module docstring)
 
     return mx.default_device() == mx.cpu
 
 
 def matmul_gflops(m: int = 512, k: int = 1024, n: int = 1024, repeats: int = 10) -> float:
     """Measure an fp32 (m,k)@(k,n) matmul on MLX's default device, in GFLOP/s."""
-    import mlx.core as mx
+    import mlx.core as mx  # lazy: mlx.core may load only after setup_blas() (module docstring)
 
     a = mx.random.normal((m, k))
     b = mx.random.normal((k, n))
@@ -207,7 +207,7 @@ def matmul_gflops(m: int = 512, k: int = 1024, n: int = 1024, repeats: int = 10)
 
 def doctor_report() -> dict[str, str]:
     """Platform, MLX device, BLAS library and a measured matmul speed, as strings."""
-    import mlx.core as mx
+    import mlx.core as mx  # lazy: mlx.core may load only after setup_blas() (module docstring)
 
     state = blas_state()
     return {

@@ -13,6 +13,7 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 
@@ -242,8 +243,6 @@ def _fuse_qkv(weights: dict[str, mx.array]) -> dict[str, mx.array]:
 
 def load_weights(model: BertEncoder, weights: dict[str, mx.array]) -> None:
     """Load sanitized weights strictly: every parameter present, every shape right."""
-    from mlx.utils import tree_flatten
-
     expected = dict(tree_flatten(model.parameters()))
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))

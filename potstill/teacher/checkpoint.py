@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import snapshot_download
+
 logger = logging.getLogger(__name__)
 
 HUB_FILES = [
@@ -80,8 +82,6 @@ def resolve(id_or_path: str | Path, revision: str | None = None) -> Path:
 
 
 def _download(repo_id: str, revision: str | None) -> Path:
-    from huggingface_hub import snapshot_download
-
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_FILES))
     except Exception as e:  # offline, unknown repo, gated, network: all mean "cannot fetch"

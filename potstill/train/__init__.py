@@ -7,5 +7,7 @@ losses/         contrastive (InfoNCE), cosine, mse: one file each
 loop.py         one round: compiled step, AdamW, schedule, validation, early stopping
 checkpoint.py   per-epoch training state for resume
 born_again.py   born-again rounds: each on the previous round's own embeddings
-stage.py        the `train` stage: base + features -> round1/ [round2/ ...] final/
+trainer.py      all rounds: base + features -> round1/ [round2/ ...] final/
+config.py       TrainConfig: every setting, declared once
+stage.py        the stage's entry in the pipeline's registry
 """

@@ -38,7 +38,9 @@ class TrainConfig:
     max_sentences: int | None = setting(None, "use only the first N sentences of the store")
     max_tokens: int = setting(512, "tokens per sentence, as model2vec truncates")
     born_again: bool = setting(False, "then train a fresh copy of the base on round 1's own embeddings")
-    alpha: float = setting(0.5, "born-again: weight of the teacher's targets (the rest: the previous round's)")
+    alpha: float = setting(
+        0.5, "born-again: weight of the teacher's targets (the rest: the previous round's)"
+    )
     born_again_rounds: int = setting(
         1, "born-again rounds after round 1, each on the previous round's embeddings: round2/ ... final/"
     )

@@ -50,7 +50,9 @@ def embed(model: StaticTrainModel, batch: Batch) -> mx.array:
     return forward(model.gather(batch.rows, batch.counts.shape[1]), mx.array(batch.counts))
 
 
-def validate(model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn, loss: losses.LossFn) -> float:
+def validate(
+    model: StaticTrainModel, batches: list[Batch], target_fn: TargetFn, loss: losses.LossFn
+) -> float:
     """Mean loss over the held-out batches (weighted by batch size)."""
     total, count = 0.0, 0
     for b in batches:
