@@ -9,6 +9,7 @@ choices, a bool as `--x/--no-x`. A flag left unset is None and does not override
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import json
 from typing import Any, TypeVar
@@ -30,6 +31,20 @@ def _kind(hint: Any) -> dict[str, Any]:
     return {}  # str, and tuples given as A,B,... (the config splits them)
 
 
+def _with_default(help_text: str, default: Any) -> str:
+    """The help, with the default appended unless it already names one (or there is none)."""
+    if "default" in help_text or default in (None, "", ()) or default is dataclasses.MISSING:
+        return help_text
+    shown = (
+        default.value
+        if isinstance(default, enum.Enum)
+        else str(default).lower()
+        if isinstance(default, bool)
+        else default
+    )
+    return f"{help_text} (default {shown})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
     """One flag (or positional argument) per field of `cls`, then the shared flags."""
     types_of = hints(cls)
@@ -37,7 +52,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
         meta = f.metadata
         if meta.get("flag") == "":
             continue  # filled another way (the field's metadata says how)
-        help_text = meta.get("help")
+        help_text = _with_default(meta.get("help") or "", f.default)
         kind = _kind(types_of[f.name])
         if meta.get("positional"):
             parser.add_argument(

@@ -11,7 +11,7 @@ import argparse
 
 from potstill.commands.common import add_config_flags, resolve_config
 from potstill.eval.config import EvalConfig
-from potstill.eval.stage import evaluate_to_folder
+from potstill.eval.stage import evaluate_to_folder, summary_lines
 
 CONFIG = EvalConfig
 
@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 0
     out = evaluate_to_folder(cfg)
-    print(f"wrote {out}")
+    print("\n".join([*summary_lines(out), f"wrote {out}"]))
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from model2vec import StaticModel
 from safetensors.numpy import save_file
 
 from potstill import manifest
@@ -90,8 +91,6 @@ def build_vocabulary(
 
 def distill(cfg: DistillConfig) -> Path:
     """Run the stage; returns the model folder."""
-    from model2vec import StaticModel
-
     if not cfg.out:
         raise ValueError("distill needs --out DIR")
     start = time.perf_counter()

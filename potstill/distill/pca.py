@@ -1,10 +1,18 @@
-"""PCA of the token table: centre, eigendecompose the covariance, keep the top `dims`, fix signs."""
+"""PCA with scikit-learn: the token table in distill, the teacher's embeddings in train's targets.
+
+One function, one sign rule. `fit_pca` runs `sklearn.decomposition.PCA` with the
+`covariance_eigh` solver (the covariance of the centred rows, eigendecomposed: fast when rows far
+outnumber the width) in float64. Signs follow scikit-learn's own rule (`svd_flip` with
+`u_based_decision=False`): each component's largest-magnitude coefficient is positive, so the
+result does not depend on the eigensolver's sign choice.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.decomposition import PCA as SklearnPCA
 
 
 @dataclass(frozen=True)
@@ -19,27 +27,20 @@ class PCA:
         return ((x - self.mean) @ self.components.T).astype(np.float32)
 
 
-def fit_pca(x: np.ndarray, dims: int) -> PCA:
-    """Fit PCA to rows of `x`. Each component's sign makes its largest-magnitude score positive,
-    so the result does not depend on the eigensolver's sign choice."""
+def fit_pca(x: np.ndarray, dims: int, what: str = "vocabulary size") -> PCA:
+    """Fit a `dims`-component PCA to the rows of `x` (`what` names the rows in errors)."""
     n, width = x.shape
     if dims > width:
         raise ValueError(f"dims={dims} exceeds the teacher width {width}; use dims <= {width}")
     if dims > n:
-        raise ValueError(f"dims={dims} exceeds the vocabulary size {n}; use dims <= {n}")
+        raise ValueError(f"dims={dims} exceeds the {what} {n}; use dims <= {n}")
     if dims < 1:
         raise ValueError(f"dims={dims} must be >= 1")
-    x64 = x.astype(np.float64)
-    mean = x64.mean(axis=0)
-    centred = x64 - mean
-    cov = centred.T @ centred / max(n - 1, 1)
-    eigvals, eigvecs = np.linalg.eigh(cov)
-    order = np.argsort(eigvals)[::-1][:dims]
-    components = eigvecs[:, order].T
-    scores = centred @ components.T
-    signs = np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(dims)])
-    signs[signs == 0] = 1.0
-    components = components * signs[:, None]
-    total = np.clip(eigvals, 0, None).sum()
-    ratio = np.clip(eigvals[order], 0, None) / total if total > 0 else np.zeros(dims)
-    return PCA(mean.astype(np.float32), components.astype(np.float32), ratio)
+    if n < 2:
+        raise ValueError(f"PCA needs at least 2 rows, got {n}")
+    fitted = SklearnPCA(n_components=dims, svd_solver="covariance_eigh").fit(x.astype(np.float64))
+    return PCA(
+        fitted.mean_.astype(np.float32),
+        fitted.components_.astype(np.float32),
+        np.asarray(fitted.explained_variance_ratio_, dtype=np.float64),
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from model2vec import StaticModel
 from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 
@@ -21,7 +22,6 @@ from potstill.teacher import checkpoint
 from potstill.teacher.teacher import Teacher
 
 if TYPE_CHECKING:
-    from model2vec import StaticModel
     from mteb.abstasks.task_metadata import TaskMetadata
     from mteb.types import PromptType
 
@@ -101,8 +101,6 @@ class StaticEncoder(Encoder):
     @classmethod
     def load(cls, folder: str | Path, label: str | None = None) -> StaticEncoder:
         """Load a model2vec folder (config.json, model.safetensors, tokenizer.json)."""
-        from model2vec import StaticModel
-
         path = Path(folder).expanduser()
         need = ", ".join(MODEL2VEC_FILES)
         if not path.is_dir():

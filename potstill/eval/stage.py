@@ -73,14 +73,20 @@ def evaluate_to_folder(cfg: EvalConfig) -> Path:
         extra={"models": models, "eval_versions": result.versions},  # "versions" is the manifest's own
     )
     fill_cards(result)
-    for m in result.models:
-        dev = m.dev
-        dev_text = f"dev score {100 * dev.dev_score:.2f}" if dev.dev_score is not None else "dev score n/a"
-        beside = f", SciFact {100 * dev.beside:.2f}" if dev.beside is not None else ""
-        speed = f", {m.speed.per_second:,.0f} sentences/s" if m.speed else ""
-        logger.info("%s: %s%s%s", m.label, dev_text, beside, speed)
     logger.info("wrote %s: %s (%.0f s)", out, ", ".join(f.name for f in files), result.seconds)
     return out
+
+
+def summary_lines(out: Path) -> list[str]:
+    """One line per model of an eval folder: dev score, SciFact and speed."""
+    lines = []
+    for m in report.read_results(out / report.RESULTS).models:
+        dev = m.dev
+        dev_text = f"dev score {100 * dev.dev_score:.2f}" if dev.dev_score is not None else "dev score n/a"
+        beside = f", {BESIDE_DEV} {100 * dev.beside:.2f}" if dev.beside is not None else ""
+        speed = f", {m.speed.per_second:,.0f} sentences/s" if m.speed else ""
+        lines.append(f"{m.label}: {dev_text}{beside}{speed}")
+    return lines
 
 
 def wire(cfg: EvalConfig, ctx: Context) -> dict[str, Any]:
@@ -119,7 +125,10 @@ def summarize(out: Path) -> dict[str, Any]:
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
-    return manifest.read(evaluate_to_folder(cfg))
+    out = evaluate_to_folder(cfg)
+    for line in summary_lines(out):
+        logger.info("%s", line)
+    return manifest.read(out)
 
 
 STAGE = Stage(

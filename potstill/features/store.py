@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from potstill import manifest
 from potstill.manifest import sha256_file
 
 IDENTITY = "store.json"
@@ -158,22 +159,9 @@ def claim(folder: Path, identity: dict[str, Any]) -> None:
         )
 
 
-def shard_indices(folder: Path) -> list[int]:
-    """Indices of shards with a record, sorted."""
-    out = []
-    for p in folder.glob("shard-*.json"):
-        try:
-            out.append(int(p.stem.split("-")[1]))
-        except (IndexError, ValueError):
-            continue
-    return sorted(out)
-
-
 def iter_store(folder: str | Path, verify: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
     """Stream a complete store shard by shard (memory holds one shard at a time)."""
     f = Path(folder)
-    from potstill import manifest
-
     data = manifest.read(f)
     if data.get("stage") not in ("featurize", "merge-features"):
         raise StoreError(f"{f} is a {data.get('stage')!r} output, not featurized features")

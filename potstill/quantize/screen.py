@@ -17,13 +17,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from potstill.eval.tasks import TaskData
-    from potstill.teacher.teacher import Teacher
+from potstill.eval import mteb_tasks
+from potstill.eval.run import evaluate_task
+from potstill.eval.tasks import TaskData, TaskFolderError, TaskType, find_tasks, load_task
+from potstill.features.corpus import CorpusSpec, iter_sentences
+from potstill.teacher.teacher import Teacher
+from potstill.textio import LineStats
+from potstill.vectors import normalise
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +49,7 @@ class Fidelity:
 
 
 def _unit(emb: np.ndarray) -> np.ndarray:
-    emb = np.asarray(emb, dtype=np.float32)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return normalise(np.asarray(emb, dtype=np.float32))
 
 
 def neighbours(emb: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
@@ -90,8 +93,6 @@ def fidelity(reference: np.ndarray, candidate: np.ndarray, k: int = 10) -> Fidel
 
 def read_sentences(corpus: str, n: int) -> list[str]:
     """The first `n` distinct non-empty texts of a corpus (any reader `featurize` takes)."""
-    from potstill.features.corpus import CorpusSpec, iter_sentences
-    from potstill.textio import LineStats
 
     texts = list(iter_sentences(CorpusSpec(source=corpus, max_sentences=n), LineStats()))
     if len(texts) < 11:
@@ -130,7 +131,6 @@ def retrieval_task(
 ) -> TaskData:
     """A BEIR task folder's split; with `docs`, its corpus cut to every relevant document plus
     `docs` others drawn with `seed` (queries and qrels unchanged)."""
-    from potstill.eval.tasks import TaskFolderError, TaskType, find_tasks, load_task
 
     specs = find_tasks(folder)
     if len(specs) != 1 or specs[0].type is not TaskType.RETRIEVAL:
@@ -153,12 +153,11 @@ def retrieval_task(
 def ndcg_at_10(teacher: Teacher, data: TaskData, batch_size: int = 64, label: str = "teacher") -> float:
     """NDCG@10 of a teacher on a retrieval split, by mteb's own evaluator (needs the eval extra)."""
     try:
-        import mteb  # noqa: F401
+        import mteb  # noqa: F401  # lazy: the optional eval extra
     except ImportError as e:
         raise ValueError(f"NDCG@10 needs mteb ({e}); install the eval extra: {EVAL_INSTALL}") from e
-    from potstill.eval import mteb_tasks
+    # lazy: potstill.eval.models subclasses mteb's encoder (the optional eval extra)
     from potstill.eval.models import TeacherEncoder
-    from potstill.eval.run import evaluate_task
 
     mteb_tasks.quiet_mteb()
     encoder = TeacherEncoder(label, teacher, batch_size)

@@ -19,11 +19,14 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
+from mlx.utils import tree_flatten
 from tokenizers import Tokenizer
+from tokenizers.implementations import BertWordPieceTokenizer
 
 from potstill.teacher import checkpoint, quantized
 from potstill.teacher.backend import blas_threads, cpu_cores, on_cpu
 from potstill.teacher.bert import BertConfig, BertEncoder, load_weights, sanitize
+from potstill.vectors import normalise
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +129,6 @@ class Teacher:
 
     def save(self, out: Path) -> None:
         """Write this teacher as an MLX folder that `Teacher.load` reads back exactly."""
-        from mlx.utils import tree_flatten
-
         out.mkdir(parents=True, exist_ok=True)
         raw = checkpoint.read_json(self.folder / "config.json")
         raw["potstill"] = {"format": NATIVE_FORMAT, "version": NATIVE_VERSION, "source": self.name}
@@ -239,10 +240,7 @@ class Teacher:
             return out
         for idx, _, pooled in self._run_batches(ids, batch_size, self._forward(pooling, skip_leading)):
             out[idx] = np.array(pooled.astype(mx.float32), copy=False)
-        if normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out /= np.maximum(norms, 1e-12)
-        return out
+        return normalise(out) if normalize else out
 
     def hidden_states(
         self, ids: Sequence[Sequence[int]], *, batch_size: int = 64
@@ -357,8 +355,6 @@ def _load_tokenizer(folder: Path) -> Tokenizer:
         except Exception as e:
             raise checkpoint.TeacherLoadError(f"cannot read {folder / 'tokenizer.json'}: {e}") from e
     elif (folder / "vocab.txt").exists():
-        from tokenizers.implementations import BertWordPieceTokenizer
-
         lower = True
         if (folder / "tokenizer_config.json").exists():
             lower = bool(checkpoint.read_json(folder / "tokenizer_config.json").get("do_lower_case", True))

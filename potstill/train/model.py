@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
+from potstill.vectors import normalise
+
 # parameters with one row per token (updated sparsely) and dense ones
 ROW_PARAMS = ("embeddings", "weights")
 DENSE_PARAMS = ("head_weight", "head_bias")
@@ -36,7 +38,7 @@ class StaticTrainModel:
     @classmethod
     def from_table(cls, table: np.ndarray) -> StaticTrainModel:
         norms = np.linalg.norm(table, axis=1).astype(np.float32)
-        unit = (table / np.maximum(norms, 1e-12)[:, None]).astype(np.float32)
+        unit = normalise(table).astype(np.float32)
         dims = table.shape[1]
         return cls(unit, norms, np.eye(dims, dtype=np.float32), np.zeros(dims, np.float32))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
+from model2vec import StaticModel
 from tokenizers import Tokenizer
 
 from potstill import manifest
@@ -37,7 +38,7 @@ from potstill.train.config import TrainConfig
 from potstill.train.data import FeatureData, Tokenize, fixed_batches
 from potstill.train.loop import RoundResult, TargetFn, train_round
 from potstill.train.model import StaticTrainModel, fit_head, pool
-from potstill.train.targets import fit_streaming_pca, save_pca
+from potstill.train.targets import fit_target_pca, save_pca
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ HEAD_FIT_BATCHES = 40  # training batches used for the least-squares head at the
 
 def load_base(folder: Path) -> tuple[np.ndarray, Tokenizer, dict[str, Any]]:
     """The base model's table (with any `weights`/`mapping` folded in), tokenizer and config."""
-    from model2vec import StaticModel
-
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"{folder} is not a model2vec folder (no model.safetensors); pass --base")
     model = StaticModel.from_pretrained(folder)
@@ -97,8 +96,6 @@ def round_hash(cfg: TrainConfig, inputs: list[manifest.Input], round_name: str) 
 def save_model(
     folder: Path, table: np.ndarray, tokenizer: Tokenizer, base_config: dict[str, Any], info: dict[str, Any]
 ) -> None:
-    from model2vec import StaticModel
-
     config = {k: v for k, v in base_config.items() if k not in ("normalize", "max_length")}
     config["potstill"] = {**base_config.get("potstill", {}), **info}
     model = StaticModel(
@@ -209,7 +206,7 @@ def train(cfg: TrainConfig) -> Path:
     inputs = [manifest.Input.of(base_dir), manifest.Input.of(cfg.features)]
     out.mkdir(parents=True, exist_ok=True)
     val_texts, val_emb = data.validation()
-    pca = fit_streaming_pca((e for _, e in data.training_chunks()), table.shape[1])
+    pca = fit_target_pca((e for _, e in data.training_chunks()), table.shape[1])
     save_pca(pca, out / "targets_pca.safetensors")
     logger.info(
         "train: %d training sentences, %d held out; target PCA keeps %.1f%% of the variance",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import mlx.core as mx
+import mlx.nn as nn
 
 
 def mse(pred: mx.array, target: mx.array) -> mx.array:
     """Mean over batch and dimensions of (pred - target)^2."""
-    return ((pred - target) ** 2).mean()
+    return nn.losses.mse_loss(pred, target, reduction="mean")
