@@ -6,16 +6,8 @@ import dataclasses
 
 import pytest
 
-from potstill.config import (
-    ConfigError,
-    EncodeConfig,
-    build,
-    config_hash,
-    load_recipe,
-    parse_sets,
-    stage_config,
-    to_dict,
-)
+from potstill.config import ConfigError, build, config_hash, load_recipe, parse_sets, stage_config, to_dict
+from potstill.teacher.encode import EncodeConfig
 
 
 def test_defaults():

@@ -10,15 +10,16 @@ import pytest
 from conftest import make_bert
 from model2vec import StaticModel
 
-from potstill.config import DistillConfig, FeaturizeConfig
-from potstill.features import store
 from potstill.distill.build import distill
-from potstill.features.featurize import featurize
+from potstill.distill.config import DistillConfig
 from potstill.distill.pca import fit_pca
-from potstill.teacher.teacher import Teacher
 from potstill.distill.tokens import token_ids
 from potstill.distill.vocab import VocabularyError, static_tokenizer, teacher_tokens
 from potstill.distill.weighting import sif_weights, zipf_probabilities
+from potstill.features import store
+from potstill.features.config import FeaturizeConfig
+from potstill.features.featurize import featurize
+from potstill.teacher.teacher import Teacher
 
 CORPUS = [
     "the zebra walked over the zebra bridge.",
@@ -71,7 +72,8 @@ def test_teacher_only_matches_model2vec_algorithm(model: Path, tmp_path: Path) -
     vals, vecs = np.linalg.eigh(np.cov(centred.T))
     comps = vecs[:, np.argsort(vals)[::-1][:6]]
     scores = centred @ comps
-    scores *= np.sign(scores[np.argmax(np.abs(scores), axis=0), np.arange(6)])
+    # scikit-learn's sign rule (potstill.distill.pca): each component's largest coefficient positive
+    scores *= np.sign(comps[np.argmax(np.abs(comps), axis=0), np.arange(6)])
     p = 1 / np.arange(2, len(tokens) + 2)
     expected = scores * (1e-4 / (1e-4 + p / p.sum()))[:, None]
     got = StaticModel.from_pretrained(out).embedding

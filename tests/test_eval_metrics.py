@@ -24,7 +24,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 
-from potstill.config import EvalConfig
+from potstill.eval.config import EvalConfig
 from potstill.eval.models import StaticEncoder, TeacherEncoder
 from potstill.eval.mteb_tasks import hub_task, to_mteb
 from potstill.eval.run import evaluate, evaluate_task

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from potstill.config import ConfigError, EvalConfig, build
+from potstill.config import ConfigError, build
 from potstill.eval import plots, report
+from potstill.eval.config import EvalConfig
 from potstill.eval.scores import EvalRun, ModelScores, ScoreError, TaskScore, dev_summary, split_score
 from potstill.eval.speed import Speed, measure
 from potstill.eval.tasks import TaskSpec, TaskType

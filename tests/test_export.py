@@ -19,14 +19,18 @@ from safetensors.numpy import load_file
 from test_eval_report import MAIN, make_run, model
 
 from potstill import manifest
-from potstill.export.card import write_card
-from potstill.config import ConfigError, DistillConfig, ExportConfig, FeaturizeConfig, build, to_dict
+from potstill.config import ConfigError, build, to_dict
 from potstill.distill.build import distill
-from potstill.features.featurize import featurize
+from potstill.distill.config import DistillConfig
 from potstill.eval import report
+from potstill.eval.card import EVAL_BEGIN, EVAL_END, fill_card
 from potstill.eval.speed import Speed
-from potstill.export import ExportError, export, int8_scale, quantize_int8
+from potstill.export.config import ExportConfig, ExportError
 from potstill.export.lineage import corpus_licence, lineage, teacher_hub_id, teacher_licence
+from potstill.export.tables import int8_scale, quantize_int8
+from potstill.export.writer import export
+from potstill.features.config import FeaturizeConfig
+from potstill.features.featurize import featurize
 
 WORDS = "the a cat dog sat on mat is was and of to in it quick brown fox jumps over lazy play run walk talk"
 RECIPE = '[run]\nteacher = "tiny"\n\n[export]\ndtype = "int8"  # the default\n'
@@ -76,9 +80,7 @@ def cfg(made: dict[str, Path], out: Path, **kw: Any) -> ExportConfig:
 
 
 def test_configs_are_checked() -> None:
-    with pytest.raises(
-        ConfigError, match=r"dtype='int4' is not known; use one of \('int8', 'float16', 'float32'\)"
-    ):
+    with pytest.raises(ConfigError, match=r"dtype='int4' is not known; use one of int8, float16, float32"):
         build(ExportConfig, {"dtype": "int4"})
     with pytest.raises(ConfigError, match="needs an upload: add --push-to-hub REPO or drop --private"):
         ExportConfig(private=True)
@@ -237,8 +239,11 @@ def test_card_eval_table_puts_the_model_first_and_keeps_the_manifest(
     ours.source = str(out)
     results = report.write_results(make_run(teacher, ours), tmp_path)
     assert report.summary_table(report.read_results(results)) == report.summary_table(make_run(teacher, ours))
-    write_card(out, name="tiny-int8", results=results)
     card = (out / "README.md").read_text()
+    assert EVAL_BEGIN in card and EVAL_END in card and "## Evaluation" not in card  # export leaves it empty
+    assert fill_card(out, report.read_results(results))
+    card = (out / "README.md").read_text()
+    assert card.count("## Evaluation") == 1 and card.index(EVAL_BEGIN) < card.index("## Evaluation")
     assert "|  | tiny-int8 | teacher |" in card
     assert "| **dev score** | **70.00** | **80.00** |" in card
     assert "| Classification | 60.00 | 70.00 |" in card

@@ -7,11 +7,13 @@ import itertools
 import json
 
 import pytest
+from blocks import layer_bits, uniform_block
 
+from potstill.quantize import bits as qbits
 from potstill.quantize import layer_map, schemes
 from potstill.quantize.screen import Fidelity
 
-G64 = quantize.make_setting(4, 64)
+G64 = schemes.make_setting(4, 64)
 
 
 def _probes(damages, block=1):
@@ -31,8 +33,8 @@ def test_blocks_cover_every_layer_once():
 
 def test_probe_block_quantizes_one_block_and_keeps_the_rest_float():
     block = layer_map.probe_block(2, 3, 6, G64)
-    assert quantize.layer_bits(block, 6) == [16, 16, 4, 4, 16, 16]
-    assert quantize.layer_bits(layer_map.probe_block(0, 0, 2, G64), 2) == [4, 16]
+    assert layer_bits(block, 6) == [16, 16, 4, 4, 16, 16]
+    assert layer_bits(layer_map.probe_block(0, 0, 2, G64), 2) == [4, 16]
 
 
 @pytest.mark.parametrize(("bits", "group", "mode"), [(4, 64, "affine"), (8, 32, "affine"), (4, 32, "mxfp4")])
@@ -42,15 +44,15 @@ def test_setting_bpw_agrees_with_counted_bits(bits, group, mode):
     cfg = BertConfig(
         vocab_size=40, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
     )
-    setting = quantize.make_setting(bits, group, mode)
-    counted = quantize.block_bits(cfg, quantize.uniform_block(bits, group, mode)).linear_bpw
+    setting = schemes.make_setting(bits, group, mode)
+    counted = qbits.block_bits(cfg, uniform_block(bits, group, mode)).linear_bpw
     assert layer_map.setting_bpw(setting) == pytest.approx(counted)
 
 
 def _brute_force(probes, target, options=layer_map.AFFINE_OPTIONS):
     best = None
     for combo in itertools.product(options, repeat=len(probes)):
-        bpw = sum(layer_map.setting_bpw(quantize.rule_setting(b, G64)) for b in combo) / len(combo)
+        bpw = sum(layer_map.setting_bpw(schemes.rule_setting(b, G64)) for b in combo) / len(combo)
         if bpw <= target + 1e-9:
             damage = sum(layer_map.predicted(p.damage, b) for p, b in zip(probes, combo, strict=True))
             if best is None or damage < best[0] - 1e-15:
@@ -66,14 +68,14 @@ def test_proposal_is_the_least_predicted_damage_under_the_target(target):
     assert p.predicted_damage == pytest.approx(damage)
     assert p.bits_per_weight <= target + 1e-9
     # The table covers every layer once and yields the promised bits per weight.
-    scheme = quantize.Scheme("p", G64, p.rules)
-    assert len(quantize.layer_bits(scheme.block(4), 4)) == 4
+    scheme = schemes.Scheme("p", G64, p.rules)
+    assert len(layer_bits(scheme.block(4), 4)) == 4
     from potstill.teacher.bert import BertConfig
 
     cfg = BertConfig(
         vocab_size=40, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128
     )
-    assert quantize.block_bits(cfg, scheme.block(4)).linear_bpw == pytest.approx(p.bits_per_weight)
+    assert qbits.block_bits(cfg, scheme.block(4)).linear_bpw == pytest.approx(p.bits_per_weight)
 
 
 def test_the_sensitive_layer_is_protected_first():
@@ -126,7 +128,7 @@ def test_cli_layer_map_draws_proposes_and_its_table_quantizes(tmp_path, make_ber
     assert res.returncode == 0, res.stderr
     raw = json.loads((tmp_path / "q" / "config.json").read_text())
     want = [r["bits"] for r in proposal["layers"] for _ in range(*_span(r["range"]))]
-    assert quantize.layer_bits(raw["quantization"], 4) == want
+    assert layer_bits(raw["quantization"], 4) == want
     assert raw["quantization"] == proposal["quantization"]
     assert f"linear weights: {proposal['bits_per_weight']:.3f} bits/weight" in res.stdout
 

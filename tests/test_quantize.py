@@ -6,8 +6,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
+from blocks import layer_bits, uniform_block
 
-from potstill.teacher import quantize
+from potstill.quantize import bits as qbits
+from potstill.quantize import schemes
+from potstill.teacher import quantized as qz
 from potstill.teacher.bert import BertConfig, BertEncoder
 
 CFG = BertConfig(
@@ -31,18 +34,9 @@ def _linear_names() -> list[str]:
     return names
 
 
-def test_uniform_block_validates_bits_and_group_size():
-    assert quantize.uniform_block(4) == {"bits": 4, "group_size": 64, "mode": "affine"}
-    assert quantize.uniform_block(8, 32) == {"bits": 8, "group_size": 32, "mode": "affine"}
-    with pytest.raises(ValueError, match=r"bits=7 is not supported; use one of \(2, 3, 4, 5, 6, 8\)"):
-        quantize.uniform_block(7)
-    with pytest.raises(ValueError, match=r"group_size=16 is not supported; use one of"):
-        quantize.uniform_block(4, 16)
-
-
 def test_apply_quantizes_every_linear_and_nothing_else():
     model = BertEncoder(CFG)
-    quantize.apply(model, quantize.uniform_block(4, 32))
+    qz.apply(model, uniform_block(4, 32))
     kinds = _kinds(model)
     assert sorted(kinds) == _linear_names() and set(kinds.values()) == {"QuantizedLinear"}
     quantized = [m for m in model.modules() if isinstance(m, nn.QuantizedLinear)]
@@ -55,7 +49,7 @@ def test_per_module_entries_keep_float_or_change_bits():
     names = _linear_names()
     keep, eight = names[0], names[-1]
     model = BertEncoder(CFG)
-    quantize.apply(model, {**quantize.uniform_block(4, 64), keep: False, eight: {"bits": 8}})
+    qz.apply(model, {**uniform_block(4, 64), keep: False, eight: {"bits": 8}})
     kinds = _kinds(model)
     assert kinds.pop(keep) == "Linear"
     assert set(kinds.values()) == {"QuantizedLinear"}
@@ -67,12 +61,12 @@ def test_per_module_entries_keep_float_or_change_bits():
 def test_use_cpu_kernels_swaps_every_quantized_linear():
     names = _linear_names()
     model = BertEncoder(CFG)
-    quantize.apply(model, {**quantize.uniform_block(8, 64), names[1]: False})
-    assert quantize.use_cpu_kernels(model) == len(names) - 1
+    qz.apply(model, {**uniform_block(8, 64), names[1]: False})
+    assert qz.use_cpu_kernels(model) == len(names) - 1
     kinds = _kinds(model)
     assert kinds.pop(names[1]) == "Linear"
     assert set(kinds.values()) == {"CpuQuantizedLinear"}
-    assert quantize.use_cpu_kernels(model) == 0  # already swapped
+    assert qz.use_cpu_kernels(model) == 0  # already swapped
 
 
 @pytest.mark.parametrize("bits", [4, 8])
@@ -83,7 +77,7 @@ def test_cpu_quantized_linear_matches_mlx_quantized_matmul(bits, bias):
     x = mx.random.normal((5, 7, 128))
     q = nn.QuantizedLinear.from_linear(linear, group_size=32, bits=bits)
     want = np.array(q(x))  # MLX's own quantized kernel
-    q.__class__ = quantize.CpuQuantizedLinear
+    q.__class__ = qz.CpuQuantizedLinear
     got = np.array(q(x))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     # The quantization decides the numbers: 4 bits moves them more than 8 bits.
@@ -97,42 +91,42 @@ def _triples(rules):
 
 
 def test_ends_are_a_quarter_rounded_half_up_at_least_one():
-    assert [quantize.ends(n) for n in (1, 2, 4, 5, 6, 12, 24)] == [1, 1, 1, 1, 2, 3, 6]
+    assert [schemes.ends(n) for n in (1, 2, 4, 5, 6, 12, 24)] == [1, 1, 1, 1, 2, 3, 6]
 
 
 def test_named_schemes_expand_relative_to_the_layer_count():
     # mxbai's depth: ends are layers 0-5 and 18-23.
-    assert _triples(quantize.named_rules("crush_middle", 24, 4)) == [(0, 5, 16), (6, 17, 4), (18, 23, 16)]
-    assert _triples(quantize.named_rules("protect_late", 24, 4)) == [(0, 17, 4), (18, 23, 16)]
-    assert _triples(quantize.named_rules("3tier", 24, 4)) == [(0, 5, 8), (6, 17, 4), (18, 23, 8)]
-    assert _triples(quantize.named_rules("uniform", 24, 5)) == [(0, 23, 5)]
+    assert _triples(schemes.named_rules("crush_middle", 24, 4)) == [(0, 5, 16), (6, 17, 4), (18, 23, 16)]
+    assert _triples(schemes.named_rules("protect_late", 24, 4)) == [(0, 17, 4), (18, 23, 16)]
+    assert _triples(schemes.named_rules("3tier", 24, 4)) == [(0, 5, 8), (6, 17, 4), (18, 23, 8)]
+    assert _triples(schemes.named_rules("uniform", 24, 5)) == [(0, 23, 5)]
     # MiniLM's depth; `bits` sets the crushed layers.
-    assert _triples(quantize.named_rules("3tier", 6, 3)) == [(0, 1, 8), (2, 3, 3), (4, 5, 8)]
-    with pytest.raises(quantize.SchemeError, match="scheme='int4' is not known; use one of"):
-        quantize.named_rules("int4", 6, 4)
+    assert _triples(schemes.named_rules("3tier", 6, 3)) == [(0, 1, 8), (2, 3, 3), (4, 5, 8)]
+    with pytest.raises(qz.SchemeError, match="scheme='int4' is not known; use one of"):
+        schemes.named_rules("int4", 6, 4)
 
 
 def test_block_records_global_and_per_layer_settings():
-    crush = quantize.make_scheme("crush_middle", num_layers=6).block(6)
+    crush = schemes.make_scheme("crush_middle", num_layers=6).block(6)
     assert {k: crush[k] for k in ("bits", "group_size", "mode")} == {
         "bits": 4,
         "group_size": 64,
         "mode": "affine",
     }
-    assert quantize.layer_bits(crush, 6) == [16, 16, 4, 4, 16, 16]
+    assert layer_bits(crush, 6) == [16, 16, 4, 4, 16, 16]
     assert crush["layers.0.attention.qkv"] is False and "layers.2.output" not in crush
-    three = quantize.make_scheme("3tier", group_size=32, num_layers=6).block(6)
+    three = schemes.make_scheme("3tier", group_size=32, num_layers=6).block(6)
     assert (three["bits"], three["group_size"]) == (8, 32)  # the most common setting is the global one
     assert three["layers.3.intermediate"] == {"bits": 4, "group_size": 32, "mode": "affine"}
-    assert quantize.layer_bits(three, 6) == [8, 8, 4, 4, 8, 8]
-    table = quantize.make_scheme(layers=["0:16", {"range": "1-2", "bits": 6}], bits=5, num_layers=4)
-    assert quantize.layer_bits(table.block(4), 4) == [16, 6, 6, 5]
+    assert layer_bits(three, 6) == [8, 8, 4, 4, 8, 8]
+    table = schemes.make_scheme(layers=["0:16", {"range": "1-2", "bits": 6}], bits=5, num_layers=4)
+    assert layer_bits(table.block(4), 4) == [16, 6, 6, 5]
     assert table.table(4) == [
         {"range": "0", "bits": 16},
         {"range": "1-2", "bits": 6},
         {"range": "3", "bits": 5},
     ]
-    emb = quantize.make_scheme(embeddings_bits=8, num_layers=2).block(2)
+    emb = schemes.make_scheme(embeddings_bits=8, num_layers=2).block(2)
     assert emb["embeddings.word_embeddings"] == {"bits": 8, "group_size": 64, "mode": "affine"}
     assert "embeddings.token_type_embeddings" not in emb
 
@@ -164,18 +158,18 @@ def test_block_records_global_and_per_layer_settings():
 )
 def test_bad_schemes_get_errors_that_name_the_fix(kwargs, message):
     name = kwargs.pop("name", "uniform")
-    with pytest.raises(quantize.SchemeError, match=message):
-        quantize.make_scheme(name, num_layers=6, **kwargs)
+    with pytest.raises(qz.SchemeError, match=message):
+        schemes.make_scheme(name, num_layers=6, **kwargs)
 
 
 def test_apply_refuses_entries_that_name_no_module():
-    with pytest.raises(quantize.SchemeError, match=r"name no module of this model: \['layers.9.output'\]"):
-        quantize.apply(BertEncoder(CFG), {**quantize.uniform_block(4), "layers.9.output": {"bits": 8}})
+    with pytest.raises(qz.SchemeError, match=r"name no module of this model: \['layers.9.output'\]"):
+        qz.apply(BertEncoder(CFG), {**uniform_block(4), "layers.9.output": {"bits": 8}})
 
 
 def test_entry_keys_it_leaves_out_come_from_the_global_setting():
     model = BertEncoder(CFG)
-    quantize.apply(model, {**quantize.uniform_block(4, 32), "layers.0.output": {"bits": 8}})
+    qz.apply(model, {**uniform_block(4, 32), "layers.0.output": {"bits": 8}})
     assert (model.layers[0].output.bits, model.layers[0].output.group_size) == (8, 32)
 
 
@@ -191,11 +185,11 @@ def test_entry_keys_it_leaves_out_come_from_the_global_setting():
     ],
 )
 def test_bits_per_weight_counts_scales_and_biases(bits, group_size, mode, bpw):
-    block = quantize.uniform_block(bits, group_size, mode)
-    lazy = quantize.block_bits(CFG, block)
+    block = uniform_block(bits, group_size, mode)
+    lazy = qbits.block_bits(CFG, block)
     model = BertEncoder(CFG)
-    quantize.quantize_model(model, block)
-    real = quantize.count_bits(model)
+    qz.quantize_model(model, block)
+    real = qbits.count_bits(model)
     assert lazy == real
     assert real.linear_bpw == pytest.approx(bpw)
     linears = [m for m in BertEncoder(CFG).modules() if isinstance(m, nn.Linear)]
@@ -205,8 +199,8 @@ def test_bits_per_weight_counts_scales_and_biases(bits, group_size, mode, bpw):
 
 
 def test_layer_wise_bits_are_the_weighted_mean_and_embeddings_their_own_line():
-    block = quantize.make_scheme(layers=["0:16"], bits=4, embeddings_bits=8, num_layers=2).block(2)
-    report = quantize.block_bits(CFG, block)
+    block = schemes.make_scheme(layers=["0:16"], bits=4, embeddings_bits=8, num_layers=2).block(2)
+    report = qbits.block_bits(CFG, block)
     assert report.linear_bpw == pytest.approx((16 + 4.5) / 2)  # both layers hold the same Linears
     word_pos = (CFG.vocab_size + CFG.max_position_embeddings) * 64
     token_type = CFG.type_vocab_size * 64  # stays float16: the encoder reads its row directly
@@ -215,9 +209,9 @@ def test_layer_wise_bits_are_the_weighted_mean_and_embeddings_their_own_line():
 
 def test_a_group_size_that_does_not_divide_the_width_is_a_clear_error():
     with pytest.raises(
-        quantize.SchemeError, match=r"group_size=128 .*divisible by the quantization group size 128"
+        qz.SchemeError, match=r"group_size=128 .*divisible by the quantization group size 128"
     ):
-        quantize.apply(BertEncoder(CFG), quantize.uniform_block(4, 128))
+        qz.apply(BertEncoder(CFG), uniform_block(4, 128))
 
 
 # ------------------------------------------------------------------- teachers: save and load
@@ -240,7 +234,7 @@ def test_layer_wise_round_trip_is_exact_and_stores_float16(tiny_bert, tmp_path, 
 
     from potstill.teacher.teacher import Teacher
 
-    scheme = quantize.make_scheme(layers=["0:16", "1:8"], group_size=32, embeddings_bits=8, num_layers=2)
+    scheme = schemes.make_scheme(layers=["0:16", "1:8"], group_size=32, embeddings_bits=8, num_layers=2)
     block = scheme.block(2)
     q = Teacher.load(tiny_bert, quantization=block)
     got = q.encode(sentences)
@@ -266,7 +260,7 @@ def test_layer_wise_round_trip_is_exact_and_stores_float16(tiny_bert, tmp_path, 
 def test_mx_modes_round_trip(tiny_bert, tmp_path, sentences, mode):
     from potstill.teacher.teacher import Teacher
 
-    block = quantize.make_scheme(mode=mode, num_layers=2).block(2)
+    block = schemes.make_scheme(mode=mode, num_layers=2).block(2)
     q = Teacher.load(tiny_bert, quantization=block)
     assert {s[2] for s in _settings(q).values() if s != 16} == {mode}
     got = q.encode(sentences)
@@ -283,14 +277,14 @@ def test_mxbai_shaped_teacher_3tier_round_trip(tmp_path, make_bert, sentences):
     folder = make_bert(
         tmp_path / "mxbai", layers=24, pooling="cls", prompts={"query": MXBAI_QUERY}, max_seq_length=64
     )
-    block = quantize.make_scheme("3tier", num_layers=24).block(24)
-    assert quantize.layer_bits(block, 24) == [8] * 6 + [4] * 12 + [8] * 6
+    block = schemes.make_scheme("3tier", num_layers=24).block(24)
+    assert layer_bits(block, 24) == [8] * 6 + [4] * 12 + [8] * 6
     q = Teacher.load(folder, quantization=block)
     want = {p: q.encode(sentences, prompt=p) for p in (None, "query")}
     q.save(tmp_path / "q")
     again = Teacher.load(tmp_path / "q")
     assert (again.pooling, again.meta.prompts) == ("cls", {"query": MXBAI_QUERY})
-    assert quantize.layer_bits(again.quantization, 24) == quantize.layer_bits(block, 24)
+    assert layer_bits(again.quantization, 24) == layer_bits(block, 24)
     bits = {name: s[0] for name, s in _settings(again).items() if name.startswith("layers.")}
     assert {bits[f"layers.{i}.attention.qkv"] for i in range(6, 18)} == {4}
     assert {bits[f"layers.{i}.output"] for i in (*range(6), *range(18, 24))} == {8}
@@ -308,7 +302,7 @@ def test_cli_quantize_writes_a_checkpoint_that_loads_exactly(tmp_path, make_bert
     out = tmp_path / "q"
     res = run_cli("quantize", "--teacher", src, "--scheme", "3tier", "--group-size", "32", "--out", out)
     assert res.returncode == 0, res.stderr
-    block = quantize.make_scheme("3tier", group_size=32, num_layers=6).block(6)
+    block = schemes.make_scheme("3tier", group_size=32, num_layers=6).block(6)
     raw = json.loads((out / "config.json").read_text())
     assert raw["quantization"] == block
     want_bpw = (
@@ -335,7 +329,7 @@ def test_cli_recipe_table_and_bad_tables(tmp_path, make_bert, run_cli):
     res = run_cli("quantize", "--recipe", recipe, "--out", tmp_path / "q")
     assert res.returncode == 0, res.stderr
     raw = json.loads((tmp_path / "q" / "config.json").read_text())
-    assert quantize.layer_bits(raw["quantization"], 4) == [16, 6, 6, 6]
+    assert layer_bits(raw["quantization"], 4) == [16, 6, 6, 6]
     assert raw["quantization"]["layers.0.intermediate"] is False
     for layers, message in [
         ("0-2:4,2-3:8", "layer ranges 0-2 and 2-3 overlap"),

@@ -18,6 +18,7 @@ from safetensors.numpy import load_file
 
 from potstill import manifest, pipeline
 from potstill.config import ConfigError
+from potstill.features.stage import store_name
 
 if importlib.util.find_spec("mteb") is None:
     pytest.skip("potstill run's eval stage needs the eval extra (mteb)", allow_module_level=True)
@@ -243,14 +244,14 @@ def test_bad_recipes_and_flags_get_clear_errors_before_any_stage_runs(
 
 
 def test_features_name_keys_on_content_settings_only() -> None:
-    from potstill.config import FeaturizeConfig
+    from potstill.features.config import FeaturizeConfig
 
     a = FeaturizeConfig(corpus="/x/wiki.txt.gz", max_sentences=1000, out="a", batch_size=8)
     b = FeaturizeConfig(corpus="/y/wiki.txt.gz", max_sentences=1000, out="b", batch_size=64)
-    assert pipeline.features_name(a) == pipeline.features_name(b)  # same content, other folders
-    assert pipeline.features_name(a).startswith("all-MiniLM-L6-v2-wiki-1000-")
+    assert store_name(a) == store_name(b)  # same content, other folders
+    assert store_name(a).startswith("all-MiniLM-L6-v2-wiki-1000-")
     c = FeaturizeConfig(corpus="/x/wiki.txt.gz", max_sentences=1000, target="token-mean")
-    assert pipeline.features_name(c) != pipeline.features_name(a)
+    assert store_name(c) != store_name(a)
     with pytest.raises(ConfigError, match="name the stage"):
         pipeline.plan(RECIPES / "tiny.toml", sets=["lr=1"])
 

@@ -8,8 +8,9 @@ import math
 
 import numpy as np
 import pytest
+from blocks import uniform_block
 
-from potstill.quantize import schemes, screen
+from potstill.quantize import screen
 
 
 def _brute_neighbours(emb: np.ndarray, k: int) -> np.ndarray:
@@ -113,7 +114,7 @@ def test_screen_with_ndcg_through_mteb(tmp_path, tiny_bert, sentences):
 
     data = screen.retrieval_task(_beir(tmp_path / "beir"))
     float_t = Teacher.load(tiny_bert)
-    q4 = Teacher.load(tiny_bert, quantization=quantize.uniform_block(4, 32))
+    q4 = Teacher.load(tiny_bert, quantization=uniform_block(4, 32))
     texts = sentences + [f"{s} and the dog" for s in sentences]
     result = screen.screen(float_t, q4, texts, retrieval=data)
     assert result.ndcg_at_10["float"] == pytest.approx(_ndcg10(float_t, data), abs=1e-4)
@@ -154,7 +155,7 @@ def test_cli_screen_compares_and_saves(tmp_path, make_bert, run_cli, sentences):
     res8 = run_cli("quantize", "--teacher", src, "--bits", "8", "--screen", "--corpus", corpus, "--out", out)
     assert res8.returncode == 0, res8.stderr
     saved = json.loads((out / "screen.json").read_text())
-    assert saved["block"] == quantize.uniform_block(8) and saved["fidelity"]["sentences"] == 17
+    assert saved["block"] == uniform_block(8) and saved["fidelity"]["sentences"] == 17
     assert saved["fidelity"]["mean_cos"] > 0.999  # 8-bit everywhere barely moves a tiny BERT
     assert (out / "config.json").is_file() and (out / "manifest.json").is_file()
     bad = run_cli("quantize", "--teacher", src, "--screen", "--out", out)

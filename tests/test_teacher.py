@@ -7,9 +7,9 @@ import logging
 
 import numpy as np
 import pytest
+from blocks import uniform_block
 from conftest import CLS_ID, SEP_ID, pooling_config
 
-from potstill.teacher import quantize
 from potstill.teacher.teacher import Teacher
 
 ATOL = 1e-5
@@ -192,7 +192,7 @@ def test_save_then_load_gives_identical_outputs_and_metadata(tmp_path, make_bert
 
 
 def test_quantized_round_trip_is_exact_and_close_to_float(tiny_bert, tmp_path, sentences):
-    block = quantize.uniform_block(8, 32)
+    block = uniform_block(8, 32)
     floats = Teacher.load(tiny_bert).encode(sentences)
     q = Teacher.load(tiny_bert, quantization=block)
     assert q.quantization == block
@@ -212,7 +212,7 @@ def test_quantized_round_trip_is_exact_and_close_to_float(tiny_bert, tmp_path, s
 
 
 def test_per_module_quantization_overrides_survive_a_round_trip(tiny_bert, tmp_path, sentences):
-    block = {**quantize.uniform_block(4, 32), "layers.0.output": False, "layers.1.intermediate": {"bits": 8}}
+    block = {**uniform_block(4, 32), "layers.0.output": False, "layers.1.intermediate": {"bits": 8}}
     q = Teacher.load(tiny_bert, quantization=block)
     modules = dict(q.model.named_modules())
     assert type(modules["layers.0.output"]).__name__ == "Linear"

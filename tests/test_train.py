@@ -16,18 +16,21 @@ from conftest import _WORDS, REPO_ROOT, make_bert, sigkill_when_exists
 from model2vec import StaticModel
 from safetensors.numpy import load_file
 
-from potstill.config import ConfigError, DistillConfig, FeaturizeConfig, TrainConfig
-from potstill.features import store
+from potstill.config import ConfigError
 from potstill.distill.build import distill
+from potstill.distill.config import DistillConfig
+from potstill.features import store
+from potstill.features.config import FeaturizeConfig
 from potstill.features.featurize import featurize
 from potstill.train import checkpoint, losses
 from potstill.train.born_again import teacher_targets
+from potstill.train.config import TrainConfig
 from potstill.train.data import Batch, FeatureData, Tokenize, block_order, fixed_batches
 from potstill.train.loop import TrainError, embed, train_round, validate
 from potstill.train.model import StaticTrainModel, fit_head
 from potstill.train.optimizer import AdamW
+from potstill.train.targets import fit_target_pca
 from potstill.train.trainer import load_base, train
-from potstill.train.targets import fit_streaming_pca
 
 
 def write_corpus(path: Path, n: int, seed: int = 0) -> Path:
@@ -167,28 +170,31 @@ def _round_parts(setup: dict[str, Path], c: TrainConfig) -> tuple[StaticTrainMod
     return StaticTrainModel.from_table(table), data, fixed_batches(tok, texts, emb, c.batch_size)
 
 
+def _validation_rows(val: list[Batch]) -> set[bytes]:
+    """The held-out sentences' teacher rows: a batch is a validation batch when its rows are these
+    (the split is by text hash and featurize dedupes, so no training row is among them)."""
+    return {row.tobytes() for v in val for row in v.teacher}
+
+
 def test_early_stopping_restores_the_best_weights(setup: dict[str, Path], tmp_path: Path) -> None:
     c = cfg(setup, tmp_path, epochs=4, patience=0, loss="cosine", lr=0.05)
     model, data, val = _round_parts(setup, c)
-    pca = fit_streaming_pca((e for _, e in data.training_chunks()), 8)
+    pca = fit_target_pca((e for _, e in data.training_chunks()), 8)
     good = teacher_targets(pca)
-    epoch = {"n": 0}
+    held_out = _validation_rows(val)
+    per_epoch = data.steps_per_epoch(c.batch_size)
+    calls = {"train": 0}
 
     def targets(b: Batch) -> np.ndarray:
         # validation always sees the real targets; after epoch 1 training chases the opposite ones
-        if any(b is v for v in val) or epoch["n"] < 1:
+        if b.teacher[0].tobytes() in held_out:
             return good(b)
-        return -good(b)
+        calls["train"] += 1
+        return good(b) if calls["train"] <= per_epoch else -good(b)
 
-    orig = data.batches
-
-    def counting(batch_size: int, seed: int, e: int, block: int = 1):  # type: ignore[no-untyped-def]
-        epoch["n"] = e - 1
-        return orig(batch_size, seed, e, block)
-
-    data.batches = counting  # type: ignore[method-assign]
     result = train_round(model, data, val, targets, c, tmp_path, "x")
     history = result.state.history
+    assert calls["train"] == 4 * per_epoch  # every epoch ran: patience 0 never stops early
     assert result.state.best_epoch == 1
     assert history[-1]["val_loss"] > history[1]["val_loss"]
     loss = losses.get("cosine", c.temperature)
@@ -208,7 +214,7 @@ def test_anchor_decay_pulls_toward_the_starting_values(setup: dict[str, Path], t
         c = cfg(setup, tmp_path / str(decay), epochs=2, anchor_decay=decay, lr=0.05)
         model, data, val = _round_parts(setup, c)
         start = model.embeddings.copy()
-        pca = fit_streaming_pca((e for _, e in data.training_chunks()), 8)
+        pca = fit_target_pca((e for _, e in data.training_chunks()), 8)
         train_round(model, data, val, teacher_targets(pca), c, tmp_path / str(decay), "x")
         moved.append(float(np.abs(model.embeddings - start).sum()))
     assert 0 < moved[1] < 0.5 * moved[0]
@@ -217,13 +223,14 @@ def test_anchor_decay_pulls_toward_the_starting_values(setup: dict[str, Path], t
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(setup: dict[str, Path], tmp_path: Path) -> None:
     c = cfg(setup, tmp_path, epochs=3, patience=0)
     model, data, val = _round_parts(setup, c)
-    pca = fit_streaming_pca((e for _, e in data.training_chunks()), 8)
+    pca = fit_target_pca((e for _, e in data.training_chunks()), 8)
     good = teacher_targets(pca)
     calls = {"n": 0}
     per_epoch = data.steps_per_epoch(c.batch_size)
+    held_out = _validation_rows(val)
 
     def targets(b: Batch) -> np.ndarray:
-        if any(b is v for v in val):
+        if b.teacher[0].tobytes() in held_out:
             return good(b)
         calls["n"] += 1
         out = good(b)

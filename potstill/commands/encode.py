@@ -18,5 +18,5 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args, CONFIG, "encode")
     if cfg is None:
         return 0
-    print(f"wrote {encode_file(cfg)}")
+    print(encode_file(cfg))
     return 0

@@ -35,8 +35,9 @@ class EncodeConfig:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
 
 
-def encode_file(cfg: EncodeConfig) -> Path:
-    """Embed `cfg.input`'s non-empty lines into `cfg.out` (float32 .npy) with its manifest."""
+def encode_file(cfg: EncodeConfig) -> str:
+    """Embed `cfg.input`'s non-empty lines into `cfg.out` (float32 .npy) with its manifest;
+    returns the one-line report."""
     if not cfg.input or not cfg.out:
         raise ConfigError("encode needs --input FILE and --out FILE.npy")
     out = Path(cfg.out)
@@ -66,5 +67,4 @@ def encode_file(cfg: EncodeConfig) -> Path:
         },
     )
     rate = len(texts) / seconds if seconds > 0 else float("nan")
-    logger.info("%d x %d float32 (%.0f texts/s; %s)", emb.shape[0], emb.shape[1], rate, stats.summary())
-    return out
+    return f"wrote {out}: {emb.shape[0]} x {emb.shape[1]} float32 ({rate:.0f} texts/s; {stats.summary()})"
