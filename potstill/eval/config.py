@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from potstill.config import ConfigError, setting, settle
 
+# How to get what `potstill eval` (and the quantize screen's NDCG@10) needs.
+INSTALL = 'pip install "potstill[eval]" torch==2.13.0'
+
 
 @dataclass(frozen=True)
 class EvalConfig:

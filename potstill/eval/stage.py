@@ -17,13 +17,12 @@ from potstill.config import ConfigError, config_hash, to_dict
 from potstill.contract import Context, Stage
 from potstill.eval import plots, report
 from potstill.eval.card import fill_cards
-from potstill.eval.config import EvalConfig
+from potstill.eval.config import INSTALL, EvalConfig
 from potstill.eval.run import check_inputs, evaluate
 from potstill.eval.scores import BESIDE_DEV
 
 logger = logging.getLogger(__name__)
 
-INSTALL = 'pip install "potstill[eval]" torch==2.13.0'
 EXTRA_MODULES = ("mteb", "torch", "matplotlib")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from potstill.eval import mteb_tasks
+from potstill.eval.config import INSTALL
 from potstill.eval.run import evaluate_task
 from potstill.eval.tasks import TaskData, TaskFolderError, TaskType, find_tasks, load_task
 from potstill.features.corpus import CorpusSpec, iter_sentences
@@ -30,8 +31,6 @@ from potstill.textio import LineStats
 from potstill.vectors import normalise
 
 logger = logging.getLogger(__name__)
-
-EVAL_INSTALL = 'pip install "potstill[eval]" torch==2.13.0'
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ def ndcg_at_10(teacher: Teacher, data: TaskData, batch_size: int = 64, label: st
     try:
         import mteb  # noqa: F401  # lazy: the optional eval extra
     except ImportError as e:
-        raise ValueError(f"NDCG@10 needs mteb ({e}); install the eval extra: {EVAL_INSTALL}") from e
+        raise ValueError(f"NDCG@10 needs mteb ({e}); install the eval extra: {INSTALL}") from e
     # lazy: potstill.eval.models subclasses mteb's encoder (the optional eval extra)
     from potstill.eval.models import TeacherEncoder
 
