@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -149,21 +148,29 @@ def test_measure_keeps_the_best_pass() -> None:
 
 
 def test_measure_interleaves_the_models_and_each_gets_its_passes() -> None:
+    now = [0.0]
     calls: list[str] = []
 
-    def timed(name: str, seconds: float) -> Any:
+    def timed(name: str, seconds: list[float]) -> Any:
+        """An encoder whose passes take `seconds[0]`, `seconds[1]`, ... (the last repeats) on the fake clock."""
+
         def encode(texts: Any) -> None:
             calls.append(name)
-            time.sleep(seconds)
+            now[0] += seconds[min(calls.count(name) - 1, len(seconds) - 1)]
 
         return encode
 
-    fast, slow = measure([timed("a", 0.001), timed("b", 0.03)], ["s"] * 10, min_seconds=0.05, max_passes=6)
+    # `a`: 1 ms warm-up, then passes of 5, 2, 3, 2, ... ms; `b`: 30 ms passes
+    a, b = timed("a", [0.001, 0.005, 0.002, 0.003, 0.002]), timed("b", [0.03])
+    fast, slow = measure([a, b], ["s"] * 10, min_seconds=0.05, max_passes=6, clock=lambda: now[0])
     assert calls[:2] == ["a", "b"]  # both warmed up first
-    timed_calls = calls[2:]
-    assert timed_calls[:4] == ["a", "b", "a", "b"]  # then in turns, not one model after the other
-    assert fast.passes == 6 and 2 <= slow.passes <= 3  # `a` stops at max_passes, `b` at min_seconds
-    assert timed_calls.count("a") == 6 and fast.per_second > slow.per_second
+    assert calls[2:] == ["a", "b", "a", "b", "a", "a", "a", "a"]  # in turns, not one model after the other
+    assert calls[2:].count("a") == 6 and calls[2:].count("b") == 2  # `a` stops at max_passes, `b` at 60 ms
+    assert fast.passes == 6 and slow.passes == 2
+    assert fast.best_seconds == pytest.approx(0.002) and slow.best_seconds == pytest.approx(
+        0.03
+    )  # the best pass
+    assert fast.per_second == pytest.approx(10 / 0.002)
 
 
 def test_eval_config_lists_and_checks() -> None:

@@ -67,6 +67,7 @@ def measure(
     min_seconds: float = 4.0,
     max_passes: int = 100,
     warmup: int = 128,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[Speed]:
     """Time each `encode(sentences)`, interleaved: a warm-up of each on a spread of the sample,
     then rounds of one pass per model until each has `min_seconds` (or `max_passes`) of passes.
@@ -75,7 +76,7 @@ def measure(
     whichever model was being timed then (timed one after another, the ratio of the same pair of
     models moved from run to run; BENCHMARKS.md, recipes section). A static model's best pass over
     2,000 sentences takes 29-37 ms (BENCHMARKS.md, recipes), so it gets up to 100 passes (4 s): with 20, its best pass still
-    moved with the machine's load from run to run."""
+    moved with the machine's load from run to run. `clock` reads seconds (the tests pass a fake one)."""
     if not sentences:
         raise ValueError("no sentences to time")
     step = max(1, len(sentences) // warmup)
@@ -89,9 +90,9 @@ def measure(
         if not due:
             break
         for i in due:
-            start = time.perf_counter()
+            start = clock()
             encoders[i](sentences)
-            seconds = time.perf_counter() - start
+            seconds = clock() - start
             best[i] = min(best[i], seconds)
             total[i] += seconds
             passes[i] += 1

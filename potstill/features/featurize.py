@@ -111,6 +111,8 @@ def featurize(cfg: FeaturizeConfig) -> Path:
     if total is None:
         raise ValueError(f"corpus {cfg.corpus} gave no sentences ({stats.summary()})")
     seconds = time.perf_counter() - start
+    if removed := store.remove_temps(out, mine):
+        logger.info("removed %d temp file(s) an interrupted run left", removed)
     _write_manifest(out, cfg, ident, mine, total, sentences, stats, seconds)
     logger.info(
         "featurized %d sentences in %d shards (%d computed, %d already complete) in %.0f s; %s",

@@ -91,6 +91,17 @@ def write_shard(folder: Path, index: int, texts: list[str], embeddings: np.ndarr
     return record
 
 
+def remove_temps(folder: Path, indices: list[int]) -> int:
+    """Delete the temp files a killed writer left for shards `indices` (all complete now); returns
+    how many. Only this part's shards: other parts may share the folder and still be writing."""
+    removed = 0
+    for index in indices:
+        for tmp in folder.glob(f"{shard_name(index)}.*tmp*"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def shard_problem(folder: Path, index: int, texts: list[str] | None = None) -> str | None:
     """Why shard `index` is not complete and sound (None when it is). With `texts`, also checks
     that it holds exactly those texts."""
