@@ -10,6 +10,7 @@ import pytest
 from conftest import edit_weights
 
 from potstill.teacher.bert import BertConfig, BertEncoder, UnsupportedModelError, load_weights, sanitize
+from potstill.teacher.encoders import config_from_dict
 from potstill.teacher.teacher import Teacher
 
 ATOL = 1e-5
@@ -193,7 +194,7 @@ def test_config_ignores_unknown_keys_and_reads_known_ones(tiny_bert):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"model_type": "mpnet"}, r"model_type='mpnet' is not supported.*BERT-family"),
+        ({"model_type": "deberta-v2"}, r"model_type='deberta-v2' is not supported.*'bert'.*'mpnet'"),
         ({"hidden_act": "silu"}, r"hidden_act='silu' is not supported"),
         ({"position_embedding_type": "relative_key"}, r"position_embedding_type='relative_key'"),
         ({"hidden_size": 66}, r"hidden_size=66 is not divisible by num_attention_heads=4"),
@@ -202,4 +203,4 @@ def test_config_ignores_unknown_keys_and_reads_known_ones(tiny_bert):
 def test_config_refuses_what_the_encoder_cannot_run(change, message):
     base = {"hidden_size": 64, "num_attention_heads": 4}
     with pytest.raises(ValueError, match=message):
-        BertConfig.from_dict({**base, **change})
+        config_from_dict({**base, **change})

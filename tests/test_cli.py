@@ -136,7 +136,7 @@ def test_an_unknown_recipe_key_is_an_error(run_cli, tmp_path):
     [
         ("missing-teacher", "does not exist"),
         ("pickle-teacher", "has only pickle weights (pytorch_model.bin)"),
-        ("mpnet-teacher", "model_type='mpnet' is not supported"),
+        ("deberta-teacher", "model_type='deberta-v2' is not supported"),
         ("hub-offline", "could not fetch teacher 'someone/not-a-model'"),
         ("bad-utf8", ":2: invalid UTF-8"),
         ("missing-input", "does not exist"),
@@ -153,8 +153,8 @@ def test_encode_errors_are_one_line_with_exit_code_2(
         teacher = tmp_path / "nowhere"
     elif case == "pickle-teacher":
         (teacher / "model.safetensors").rename(teacher / "pytorch_model.bin")
-    elif case == "mpnet-teacher":
-        teacher = make_bert(tmp_path / "mpnet", model_type="mpnet")
+    elif case == "deberta-teacher":
+        teacher = make_bert(tmp_path / "deberta", model_type="deberta-v2")
     elif case == "hub-offline":
         teacher = "someone/not-a-model"
         env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}

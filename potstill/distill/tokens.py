@@ -1,6 +1,7 @@
 """Embed every vocabulary entry through the teacher: the rows of the first static table.
 
-A teacher token is fed as `[CLS] token [SEP]`; a new corpus word as `[CLS] its pieces [SEP]`
+A teacher token is fed as `[CLS] token [SEP]` (MPNet: `<s> token </s>`, whatever the tokenizer
+adds around a text); a new corpus word as `[CLS] its pieces [SEP]`
 (never padded beyond its batch: FINDINGS.md shows what padding every word to 128 costs).
 """
 
@@ -19,15 +20,15 @@ POOLINGS = ("mean", "cls", "teacher")
 
 
 def token_ids(teacher: Teacher, tokens: list[str]) -> list[list[int]]:
-    """Teacher input ids for each token: [CLS] id [SEP] when it is one teacher token."""
+    """Teacher input ids for each token: the tokenizer's opening id, the token's id, its closing id
+    ([CLS] id [SEP]) when it is one teacher token; else the tokenizer's encoding of it."""
     vocab = teacher.tokenizer.get_vocab()
-    cls_id = vocab.get("[CLS]")
-    sep_id = vocab.get("[SEP]")
+    around = teacher.tokenizer.encode("", add_special_tokens=True).ids  # [CLS, SEP], [<s>, </s>]
     out: list[list[int]] = []
     for tok in tokens:
         tid = vocab.get(tok)
-        if tid is not None and cls_id is not None and sep_id is not None:
-            out.append([cls_id, tid, sep_id])
+        if tid is not None and len(around) == 2:
+            out.append([around[0], tid, around[1]])
         else:
             out.append(teacher.tokenizer.encode(tok, add_special_tokens=True).ids)
     return out

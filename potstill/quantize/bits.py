@@ -8,7 +8,8 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 
-from potstill.teacher.bert import BertEncoder
+from potstill.teacher.bert import BertConfig
+from potstill.teacher.encoders import build
 from potstill.teacher.quantized import apply
 
 
@@ -64,9 +65,9 @@ def count_bits(model: nn.Module) -> BitsReport:
     return BitsReport(lin[0], lin[1], emb[0], emb[1])
 
 
-def block_bits(config: Any, block: dict[str, Any]) -> BitsReport:
-    """Bits per weight a block gives an encoder of `config` (a `BertConfig`), without weights."""
-    model = BertEncoder(config)  # lazy: MLX computes no random init until evaluated
+def block_bits(config: BertConfig, block: dict[str, Any]) -> BitsReport:
+    """Bits per weight a block gives an encoder of `config` (any family), without weights."""
+    model = build(config)  # lazy: MLX computes no random init until evaluated
     model.set_dtype(mx.float16)
     apply(model, block)
     return count_bits(model)

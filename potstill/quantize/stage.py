@@ -20,6 +20,7 @@ from potstill.quantize.config import QuantizeConfig
 from potstill.quantize.screen import ScreenResult
 from potstill.teacher import checkpoint
 from potstill.teacher.bert import BertConfig
+from potstill.teacher.encoders import config_from_dict
 from potstill.teacher.teacher import Teacher
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,12 @@ MAP_JSON, MAP_PNG, PROPOSAL_TOML = "layer_map.json", "layer_map.png", "proposal.
 
 
 def teacher_config(teacher: str) -> BertConfig:
-    """The teacher's BERT config, read before loading its weights."""
+    """The teacher's encoder config (BERT or MPNet), read before loading its weights."""
 
     folder = checkpoint.resolve(teacher)
     if not (folder / "config.json").is_file():
         raise checkpoint.TeacherLoadError(f"{folder} has no config.json; is this a model folder?")
-    return BertConfig.from_dict(checkpoint.read_json(folder / "config.json"))
+    return config_from_dict(checkpoint.read_json(folder / "config.json"))
 
 
 def make_scheme(cfg: QuantizeConfig, num_layers: int) -> schemes.Scheme:

@@ -1,4 +1,5 @@
-"""MLX BERT encoder for Hugging Face `BertModel` checkpoints (BERT, MiniLM, bge, e5, mxbai).
+"""MLX BERT encoder for Hugging Face `BertModel` checkpoints (BERT, MiniLM, bge, e5, mxbai); the
+other encoder families (`potstill.teacher.mpnet`) build on its layers.
 
 Post-LN transformer: embeddings (word + position + token type, LayerNorm), then per layer
 self-attention -> add & LayerNorm -> GELU feed-forward -> add & LayerNorm. `sanitize` maps
@@ -9,17 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-SUPPORTED_MODEL_TYPES = ("bert",)
-
 
 class UnsupportedModelError(ValueError):
-    """The checkpoint is not a BERT-family encoder that potstill can run."""
+    """The checkpoint is not an encoder that potstill can run."""
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,14 @@ class BertConfig:
     pad_token_id: int = 0
     position_embedding_type: str = "absolute"
 
+    MODEL_TYPE: ClassVar[str] = "bert"
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> BertConfig:
-        """Build from a `config.json` dict, ignoring unknown keys; refuse non-BERT models."""
-        model_type = str(raw.get("model_type", "bert"))
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise UnsupportedModelError(
-                f"model_type={model_type!r} is not supported; potstill runs BERT-family encoders "
-                f"(model_type 'bert': BERT, MiniLM, bge, e5, mxbai). Pick such a teacher."
-            )
+        """Build from a `config.json` dict of this family, ignoring unknown keys."""
+        model_type = str(raw.get("model_type", cls.MODEL_TYPE))
+        if model_type != cls.MODEL_TYPE:
+            raise UnsupportedModelError(f"model_type={model_type!r} is not a {cls.__name__}")
         names = {f.name for f in fields(cls)}
         cfg = cls(**{k: v for k, v in raw.items() if k in names})
         if cfg.hidden_act not in _ACTIVATIONS:
@@ -170,20 +168,28 @@ class Layer(nn.Module):
 class BertEncoder(nn.Module):
     """Token ids + attention mask -> last-layer hidden states (batch, length, hidden)."""
 
+    @staticmethod
+    def make_embeddings(cfg: BertConfig) -> nn.Module:
+        return Embeddings(cfg)
+
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.config = cfg
-        self.embeddings = Embeddings(cfg)
+        self.embeddings = self.make_embeddings(cfg)
         self.layers = [Layer(cfg) for _ in range(cfg.num_hidden_layers)]
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         x = self.embeddings(input_ids)
-        # Additive mask over keys: 0 for tokens, a large negative number for padding.
-        neg = mx.array(-1e9 if x.dtype == mx.float32 else -6e4, dtype=x.dtype)
-        mask = mx.where(attention_mask[:, None, None, :].astype(mx.bool_), mx.array(0, x.dtype), neg)
+        bias = self.attention_bias(attention_mask, x.dtype)
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, bias)
         return x
+
+    def attention_bias(self, attention_mask: mx.array, dtype: mx.Dtype) -> mx.array:
+        """What every layer adds to its attention scores: 0 over tokens, a large negative number
+        over padding keys; (batch, 1, 1, length)."""
+        neg = mx.array(-1e9 if dtype == mx.float32 else -6e4, dtype=dtype)
+        return mx.where(attention_mask[:, None, None, :].astype(mx.bool_), mx.array(0, dtype), neg)
 
 
 # Checkpoint name (after stripping a `bert.` prefix) -> name in this module tree.
@@ -205,13 +211,25 @@ _DROPPED = re.compile(r"^(pooler\.|cls\.|embeddings\.position_ids$)")
 
 def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
     """Map Hugging Face BERT checkpoint names to this encoder's names; unknown names are errors."""
+    return fuse_qkv(rename(weights, "bert.", _RENAMES, _DROPPED, "a BertModel"))
+
+
+def rename(
+    weights: dict[str, mx.array],
+    prefix: str,
+    renames: list[tuple[str, str]],
+    dropped: re.Pattern[str],
+    what: str,
+) -> dict[str, mx.array]:
+    """Checkpoint names (less a leading `prefix`) -> module names by the first matching rename;
+    `dropped` names are left out; any other name is an error naming `what` was expected."""
     out: dict[str, mx.array] = {}
     unknown: list[str] = []
     for name, value in weights.items():
-        key = name[len("bert.") :] if name.startswith("bert.") else name
-        if _DROPPED.match(key):
+        key = name.removeprefix(prefix)
+        if dropped.match(key):
             continue
-        for pattern, repl in _RENAMES:
+        for pattern, repl in renames:
             new, n = re.subn(pattern, repl, key)
             if n:
                 out[new] = value
@@ -221,13 +239,13 @@ def sanitize(weights: dict[str, mx.array]) -> dict[str, mx.array]:
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise UnsupportedModelError(
-            f"{len(unknown)} checkpoint tensors do not belong to a BERT encoder ({shown}); "
-            "is this a BertModel checkpoint?"
+            f"{len(unknown)} checkpoint tensors do not belong to the encoder ({shown}); "
+            f"is this {what} checkpoint?"
         )
-    return _fuse_qkv(out)
+    return out
 
 
-def _fuse_qkv(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+def fuse_qkv(weights: dict[str, mx.array]) -> dict[str, mx.array]:
     """Concatenate each layer's query, key and value tensors into its `qkv` Linear."""
     out = dict(weights)
     for name in [n for n in weights if ".attention.query." in n]:

@@ -1,4 +1,4 @@
-"""The teacher: a BERT-family sentence encoder in MLX, loaded from a hub id or a local folder.
+"""The teacher: a BERT- or MPNet-family sentence encoder in MLX, loaded from a hub id or a local folder.
 
 `Teacher.load(id_or_path)` reads the checkpoint, its tokenizer and its sentence-transformers
 metadata (pooling, normalisation, max length, prompts). `encode(texts)` sorts texts by token
@@ -23,9 +23,9 @@ from mlx.utils import tree_flatten
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 
-from potstill.teacher import checkpoint, quantized
+from potstill.teacher import checkpoint, encoders, quantized
 from potstill.teacher.backend import blas_threads, cpu_cores, on_cpu
-from potstill.teacher.bert import BertConfig, BertEncoder, load_weights, sanitize
+from potstill.teacher.bert import BertEncoder, load_weights
 from potstill.vectors import normalise
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _METADATA_FILES = (
 
 
 class Teacher:
-    """A sentence encoder: tokenizer + MLX BERT + pooling (+ normalisation)."""
+    """A sentence encoder: tokenizer + MLX encoder (BERT or MPNet) + pooling (+ normalisation)."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class Teacher:
         if not config_file.exists():
             raise checkpoint.TeacherLoadError(f"{folder} has no config.json; is this a model folder?")
         raw = checkpoint.read_json(config_file)
-        cfg = BertConfig.from_dict(raw)
+        cfg = encoders.config_from_dict(raw)
         files = checkpoint.weight_files(folder)
         weights: dict[str, mx.array] = {}
         for f in files:
@@ -109,10 +109,10 @@ class Teacher:
         if saved_quant and quantization:
             raise ValueError(f"{folder} is already quantized; load it without a quantization setting")
         block = saved_quant or quantization
-        model = BertEncoder(cfg)
+        model = encoders.build(cfg)
         if saved_quant:
             quantized.apply(model, saved_quant)
-        load_weights(model, weights if native else sanitize(weights))
+        load_weights(model, weights if native else encoders.sanitize(cfg, weights))
         if quantization and not saved_quant:
             # From float16 weights, as a saved folder holds them: `save` then loses nothing.
             quantized.quantize_model(model, quantization, dtype)
