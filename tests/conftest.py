@@ -201,17 +201,7 @@ def make_bert(
     )
     if not sentence_transformers:
         return folder
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if normalize:
-        modules.append(
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
-        )
-        (folder / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(folder / "modules.json", modules)
-    _write_json(folder / "1_Pooling" / "config.json", pooling_config(hidden, pooling))
+    write_modules(folder, hidden, pooling, normalize)
     if max_seq_length is not None:
         _write_json(
             folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False}
@@ -225,6 +215,22 @@ def make_bert(
         },
     )
     return folder
+
+
+def write_modules(folder: Path, hidden: int, pooling: str, normalize: bool) -> None:
+    """sentence-transformers' modules.json: Transformer, Pooling (its 1_Pooling/config.json), and
+    Normalize when `normalize`."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+        (folder / "2_Normalize").mkdir(exist_ok=True)
+    _write_json(folder / "modules.json", modules)
+    _write_json(folder / "1_Pooling" / "config.json", pooling_config(hidden, pooling))
 
 
 def pooling_config(hidden: int, pooling: str, **extra: bool) -> dict[str, Any]:

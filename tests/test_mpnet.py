@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, _write_json, pooling_config, tiny_vocab
+from conftest import REPO_ROOT, _write_json, tiny_vocab, write_modules
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
@@ -86,17 +86,7 @@ def make_mpnet(
         "tokenizer_class": "MPNetTokenizer",
     }
     _write_json(folder / "tokenizer_config.json", tok_cfg)
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if normalize:
-        modules.append(
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
-        )
-        (folder / "2_Normalize").mkdir()
-    _write_json(folder / "modules.json", modules)
-    _write_json(folder / "1_Pooling" / "config.json", pooling_config(hidden, pooling))
+    write_modules(folder, hidden, pooling, normalize)
     _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_len, "do_lower_case": False})
     return folder
 
