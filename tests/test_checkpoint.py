@@ -121,6 +121,24 @@ def test_the_packaged_minilm_resolves_without_the_hub():
     assert (folder / "config.json").is_file()
 
 
+def test_a_hub_id_resolves_to_its_offline_copy_in_the_teachers_folder(tmp_path, monkeypatch, make_bert):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(checkpoint.TEACHERS_ENV, str(tmp_path / "teachers"))
+    by_name = make_bert(tmp_path / "teachers" / "tiny-model")
+    assert checkpoint.resolve("someone/tiny-model") == by_name
+    by_org = make_bert(tmp_path / "teachers" / "someone" / "tiny-model")
+    assert checkpoint.resolve("someone/tiny-model") == by_org  # <org>/<name> first
+    assert Teacher.load("someone/tiny-model").encode(["a text"]).shape[0] == 1
+    with pytest.raises(TeacherLoadError, match="could not fetch"):  # a pinned revision is the hub's
+        checkpoint.resolve("someone/tiny-model", revision="abc123")
+    with pytest.raises(TeacherLoadError, match="could not fetch"):  # a folder without config.json
+        (tmp_path / "teachers" / "empty").mkdir()
+        checkpoint.resolve("someone/empty")
+
+
 def test_sharded_weights_load_like_one_file(tmp_path, make_bert, tiny_bert, sentences):
     folder = make_bert(tmp_path / "m")
     tensors = load_file(str(folder / "model.safetensors"))

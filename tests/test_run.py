@@ -280,7 +280,7 @@ def test_every_shipped_recipe_resolves_into_its_stages(recipe: str) -> None:
     assert plan.folder.name == recipe.removesuffix(".toml")
 
 
-@pytest.mark.parametrize("family", ["minilm", "mxbai"])
+@pytest.mark.parametrize("family", ["minilm", "mpnet", "mxbai"])
 def test_recipes_of_one_teacher_share_their_feature_store_and_eval(family: str) -> None:
     """A second dims of one family reuses the first one's store: featurize is where the hours go."""
     plans = [pipeline.plan(p) for p in sorted(RECIPES.glob(f"{family}-*d.toml"))]

