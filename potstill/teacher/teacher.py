@@ -335,9 +335,9 @@ def _cpu_streams(n: int) -> list[mx.Stream]:
 
 
 def _pad(rows: list[list[int]], cap: int) -> tuple[mx.array, mx.array]:
-    """Right-pad id rows to the longest row: (tokens, 0/1 mask), int32. The encoder is not
-    shape-compiled (only its element-wise kernels are, and a new shape only re-traces them), so exact widths cost nothing and
-    short rows (a vocabulary token is 3 ids) waste no compute on padding."""
+    """Right-pad id rows to the longest row: (tokens, 0/1 mask), int32. Only the encoder's
+    element-wise kernels are compiled, and a new shape just re-traces them, so exact widths cost
+    nothing and short rows (a vocabulary token is 3 ids) waste no compute on padding."""
     width = min(max(len(r) for r in rows), cap)
     tokens = np.zeros((len(rows), width), dtype=np.int32)
     mask = np.zeros((len(rows), width), dtype=np.int32)
