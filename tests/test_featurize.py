@@ -153,6 +153,25 @@ def test_corrupt_shard_is_recomputed_and_foreign_store_refused(model: Path, tmp_
         featurize(cfg(model, corpus, out, target="token-mean"))
 
 
+def test_a_store_grows_from_a_smaller_one_beside_it(
+    model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    corpus = write_corpus(tmp_path / "corpus.txt", 200)
+    ref_texts, ref_emb = load_store(featurize(cfg(model, corpus, tmp_path / "ref" / "s", max_sentences=150)))
+    small = featurize(cfg(model, corpus, tmp_path / "features" / "s100", max_sentences=100))
+    (small / "shard-00001.npy").write_bytes(b"broken")  # a donor's corrupt shard is not copied
+    other = featurize(cfg(model, corpus, tmp_path / "features" / "tm", max_sentences=40, target="token-mean"))
+    caplog.set_level("INFO", logger="potstill.features.featurize")
+    grown = featurize(cfg(model, corpus, tmp_path / "features" / "s150", max_sentences=150))
+    summary = [r.getMessage() for r in caplog.records if "featurized" in r.getMessage()][-1]
+    # shard 0 from s100; shard 1 broken there, shard 2 (20 of s100's texts, 40 here) and 3 computed
+    assert "(3 computed, 0 already complete, 1 copied" in summary, summary
+    assert str(other) not in " ".join(r.getMessage() for r in caplog.records)  # other settings
+    texts, emb = load_store(grown)
+    assert texts == ref_texts
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-6)
+
+
 def test_token_mean_target_and_prompt_recorded(model: Path, tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus.txt", 30)
     out = featurize(cfg(model, corpus, tmp_path / "tm", target="token-mean"))

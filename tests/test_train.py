@@ -286,6 +286,31 @@ def test_train_stage_round1_and_born_again(setup: dict[str, Path], tmp_path: Pat
     assert not np.allclose(StaticModel.from_pretrained(out / "final").embedding, r2)
 
 
+def test_base_blend_saves_the_trained_model_mixed_with_its_start(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    # round 1 only: the blend does not change training, so at B the saved table must be
+    # (1 - B) x the B = 0 table + B x the round's start, and that start is the base through an
+    # affine head (one linear map for every row)
+    tables = {}
+    for blend in (0.0, 0.25, 0.5):
+        train(cfg(setup, tmp_path / str(blend), base_blend=blend))
+        folder = tmp_path / str(blend) / "final"
+        tables[blend] = StaticModel.from_pretrained(folder).embedding.astype(np.float64)
+    starts = [(tables[b] - (1 - b) * tables[0.0]) / b for b in (0.25, 0.5)]
+    np.testing.assert_allclose(starts[0], starts[1], atol=1e-4)
+    assert not np.allclose(tables[0.25], tables[0.0], atol=1e-3)
+    base = StaticModel.from_pretrained(setup["base"]).embedding.astype(np.float64)
+    x = np.hstack([base, np.ones((len(base), 1))])
+    coef, *_ = np.linalg.lstsq(x, starts[1], rcond=None)
+    assert np.abs(x @ coef - starts[1]).max() < 1e-3 * np.abs(starts[1]).max()
+    # the trained table itself is no affine image of the base
+    coef0, *_ = np.linalg.lstsq(x, tables[0.0], rcond=None)
+    assert np.abs(x @ coef0 - tables[0.0]).max() > 1e-2 * np.abs(tables[0.0]).max()
+    with pytest.raises(ConfigError, match="base_blend"):
+        cfg(setup, tmp_path / "bad", base_blend=1.0)
+
+
 def test_sigkill_then_rerun_equals_uninterrupted(setup: dict[str, Path], tmp_path: Path) -> None:
     def args(out: Path) -> list[str]:
         return [

@@ -170,6 +170,45 @@ def claim(folder: Path, identity: dict[str, Any]) -> None:
         )
 
 
+def _sized_apart(identity: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """An identity without its corpus's max_sentences, and that max_sentences."""
+    corpus = dict(identity.get("corpus") or {})
+    size = corpus.pop("max_sentences", None)
+    return {**identity, "corpus": corpus}, size
+
+
+def donors(folder: Path, identity: dict[str, Any]) -> list[Path]:
+    """The stores beside `folder` made with the same settings but another `max_sentences` (a
+    smaller or larger run over the same corpus): their shard k holds the same sentences as this
+    store's shard k, up to the smaller size, so a complete one can be copied instead of computed.
+    Unreadable neighbours are skipped, not fatal: they are not this store."""
+    key, size = _sized_apart(identity)
+    found = []
+    for other in sorted(folder.parent.iterdir()) if folder.parent.is_dir() else []:
+        if other == folder or not (other / IDENTITY).is_file():
+            continue
+        try:
+            theirs = read_identity(other)
+        except StoreError:
+            continue
+        if theirs is None:
+            continue
+        their_key, their_size = _sized_apart(theirs)
+        if their_key == key and their_size != size:
+            found.append(other)
+    return found
+
+
+def copy_shard(source: Path, folder: Path, index: int, texts: list[str]) -> bool:
+    """Copy shard `index` from store `source` into `folder` when `source` holds it complete, sound
+    and with exactly `texts`; False (nothing written) otherwise."""
+    if shard_problem(source, index, texts) is not None:
+        return False
+    _, embeddings = read_shard(source, index, verify=False)  # shard_problem just checked both files
+    write_shard(folder, index, texts, embeddings)
+    return True
+
+
 def iter_store(folder: str | Path, verify: bool = True) -> Iterator[tuple[list[str], np.ndarray]]:
     """Stream a complete store shard by shard (memory holds one shard at a time)."""
     f = Path(folder)

@@ -32,6 +32,11 @@ class TrainConfig:
     lr: float = setting(3e-3, "peak learning rate")
     weight_decay: float = setting(0.0, "AdamW weight decay toward zero")
     anchor_decay: float = setting(0.0, "weight decay toward the round's starting values (L2-SP)")
+    base_blend: float = setting(
+        0.0,
+        "save each round as (1 - B) x the trained model + B x its start, the base through the "
+        "fitted head (WiSE-FT); 0 keeps the trained model",
+    )
     warmup: float = setting(0.05, "share of the round's steps spent warming the learning rate up")
     val_fraction: float = setting(0.02, "held-out share of the store (by a hash of the text)")
     val_max: int = setting(5_000, "at most this many held-out sentences (kept in memory)")
@@ -58,6 +63,8 @@ class TrainConfig:
             raise ConfigError("temperature and lr must be > 0")
         if self.weight_decay < 0 or self.anchor_decay < 0:
             raise ConfigError("weight_decay and anchor_decay must be >= 0")
+        if not 0.0 <= self.base_blend < 1.0:
+            raise ConfigError(f"base_blend={self.base_blend} must be in [0, 1)")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup={self.warmup} must be in [0, 1)")
         if not 0.0 < self.val_fraction < 0.5:

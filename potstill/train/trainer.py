@@ -159,9 +159,12 @@ def run_round(
         )
     w, bias = fit_head(np.concatenate(pooled), np.concatenate(targets))
     model.head_weight, model.head_bias = w, bias
+    start = model.fold() if cfg.base_blend else None
     folder.mkdir(parents=True, exist_ok=True)
     result: RoundResult = train_round(model, data, val, target_fn, cfg, folder, sha, label=name)
     trained = model.fold()
+    if start is not None:  # WiSE-FT: mean pooling is linear, so this blends the embeddings too
+        trained = ((1.0 - cfg.base_blend) * trained + cfg.base_blend * start).astype(np.float32)
     summary = {
         "round": name,
         "epochs_done": result.state.epochs_done,
