@@ -170,7 +170,7 @@ def claim(folder: Path, identity: dict[str, Any]) -> None:
         )
 
 
-def _sized_apart(identity: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def _sized_apart(identity: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     """An identity without its corpus's max_sentences, and that max_sentences."""
     corpus = dict(identity.get("corpus") or {})
     size = corpus.pop("max_sentences", None)
@@ -184,18 +184,15 @@ def donors(folder: Path, identity: dict[str, Any]) -> list[Path]:
     Unreadable neighbours are skipped, not fatal: they are not this store."""
     key, size = _sized_apart(identity)
     found = []
-    for other in sorted(folder.parent.iterdir()) if folder.parent.is_dir() else []:
-        if other == folder or not (other / IDENTITY).is_file():
-            continue
+    for other in sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder):
         try:
             theirs = read_identity(other)
         except StoreError:
             continue
-        if theirs is None:
-            continue
-        their_key, their_size = _sized_apart(theirs)
-        if their_key == key and their_size != size:
-            found.append(other)
+        if theirs is not None:
+            their_key, their_size = _sized_apart(theirs)
+            if their_key == key and their_size != size:
+                found.append(other)
     return found
 
 
