@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from potstill import distributed
 from potstill.commands import (
     convert_features,
     distill,
@@ -52,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    rank = f"[rank {distributed.env_rank()}] " if distributed.launched() else ""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
+        format=f"{rank}%(levelname)s %(name)s: %(message)s",
     )
     module = COMMANDS[args.command][0]
     try:

@@ -72,6 +72,7 @@ class Stage:
     provides: str | None = None  # "teacher": the stage's output is the teacher of every later stage
     check: Callable[[Any], None] | None = None  # fails fast on a missing input, before any stage runs
     summarize: Callable[[Path], dict[str, Any]] | None = None  # its part of the run summary (run.json)
+    every_rank: bool = False  # under mlx.launch: runs on every rank (else on rank 0, the others wait)
 
 
 def slug(text: str) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from potstill import manifest
+from potstill import distributed, manifest
 from potstill.config import DEFAULT_TEACHER, ConfigError, build, load_recipe, parse_sets, setting, to_dict
 from potstill.contract import Context, Stage, Step
 from potstill.distill.stage import STAGE as DISTILL
@@ -163,9 +163,9 @@ def _spec(stage: str) -> Stage:
     return next(s for s in REGISTRY if s.name == stage)
 
 
-def check_inputs(p: Plan) -> None:
-    """Fail before any stage runs when a file the run will need is missing."""
-    for step in p.steps:
+def check_inputs(p: Plan, until: int | None = None) -> None:
+    """Fail before any stage runs when a file the run will need (up to stage `until`) is missing."""
+    for step in p.steps[: None if until is None else until + 1]:
         spec = _spec(step.stage)
         if spec.check is not None:
             spec.check(step.config)
@@ -182,20 +182,28 @@ def _previous(folder: Path) -> dict[str, Any]:
 def execute(
     p: Plan, *, start: str | None = None, until: str | None = None, say: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Run the plan's stages in order, skipping complete ones; returns the run summary."""
+    """Run the plan's stages in order, skipping complete ones; returns the run summary.
+
+    Under `mlx.launch` featurize and train run on every rank (each its share), the other stages
+    on rank 0 while the rest wait; rank 0 writes run.json. The ranks must see the same folders
+    (one machine, or a shared workdir): they check that they agree on what is done."""
+    world = distributed.world()
+    if not world.leader:
+        say = logger.debug
     names = [s.stage for s in p.steps]
     for flag, stage in (("--from", start), ("--until", until)):
         if stage is not None and stage not in names:
             raise ConfigError(f"{flag} {stage}: this recipe's stages are {', '.join(names)}")
-    check_inputs(p)
     first_forced = names.index(start) if start else len(names)
     last = names.index(until) if until else len(names) - 1
+    check_inputs(p, last)
     previous = _previous(p.folder).get("stages", {})
     stages: dict[str, Any] = {}
     p.folder.mkdir(parents=True, exist_ok=True)
     total = time.perf_counter()
     for i, step in enumerate(p.steps[: last + 1]):
         reason = "--from" if i >= first_forced else stage_done(step)
+        world.agree(reason is None, f"view of {step.out} (done or not)")
         head = f"==> [{i + 1}/{len(p.steps)}] {step.stage}: {step.out}"
         if reason is None:
             say(f"{head} (done, skipped)")
@@ -204,10 +212,16 @@ def execute(
             continue
         say(f"{head} ({reason})")
         began = time.perf_counter()
-        _spec(step.stage).run(step.config)
+        spec = _spec(step.stage)
+        if world.leader or spec.every_rank:
+            spec.run(step.config)
+        world.barrier()  # rank 0's stages: the others wait here for its output
         seconds = time.perf_counter() - began
         stages[step.stage] = {"status": "ran", "seconds": round(seconds, 3), "out": str(step.out)}
-        _write_summary(p, stages, time.perf_counter() - total)
+        if world.leader:
+            _write_summary(p, stages, time.perf_counter() - total)
+    if not world.leader:
+        return {"stages": stages}
     summary = _write_summary(p, stages, time.perf_counter() - total)
     say(summary_text(summary))
     return summary

@@ -7,6 +7,8 @@ power loss) finishes the store with exactly the sentences of an uninterrupted ru
 a shard that a store beside it (same settings, another `max_sentences`) holds with the same
 sentences is copied, not computed, so 50,000 sentences then 100,000 cost 100,000 encodes.
 `merge_parts` joins the stores of all parts into the store a single run would have written.
+Under `mlx.launch -n N` the N ranks are the N parts of one store in one folder, and rank 0 writes
+its manifest once all have finished: no merge step.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from potstill import manifest
-from potstill.config import config_hash, to_dict
+from potstill import distributed, manifest
+from potstill.config import ConfigError, config_hash, to_dict
 from potstill.features import store
 from potstill.features.config import FeaturizeConfig
 from potstill.features.corpus import HF_PREFIX, CorpusSpec, iter_sentences
@@ -75,31 +77,51 @@ def identity(cfg: FeaturizeConfig, teacher: Any) -> dict[str, Any]:
 
 
 def featurize(cfg: FeaturizeConfig) -> Path:
-    """Run (or resume) featurization of this config's part; returns the store folder."""
+    """Run (or resume) featurization of this config's part; returns the store folder.
+
+    Under `mlx.launch -n N` rank r computes part r of N (the `--part r --num-parts N` shards) of
+    one store in `out`; once every rank is done, rank 0 checks every shard and writes the store's
+    manifest, so the folder is exactly the store one process writes."""
     if not cfg.out:
         raise ValueError("featurize needs --out DIR")
+    w = distributed.world()
+    if w.size > 1 and cfg.num_parts != 1:
+        raise ConfigError(f"under mlx.launch the {w.size} ranks are the parts; leave out --num-parts/--part")
+    part, parts = (w.rank, w.size) if w.size > 1 else (cfg.part, cfg.num_parts)
     out = Path(cfg.out)
     teacher = Teacher.load(cfg.teacher, max_seq_length=cfg.max_seq_length)
     ident = identity(cfg, teacher)
+    talk = time.perf_counter()
+    w.agree(ident, "store identity (teacher weights, corpus and settings)")
+    talk = time.perf_counter() - talk
     pooling, normalize = ("token-mean", False) if cfg.target == "token-mean" else (None, None)
     stats = LineStats()
     mine: list[int] = []
+    others: dict[int, tuple[int, str]] = {}  # rank 0: the other ranks' shards, to check them
     computed = skipped = copied = sentences = 0
     sources: list[Path] = []
     total = None
     start = time.perf_counter()
-    bar = tqdm(total=cfg.max_sentences, unit="sent", desc=f"featurize part {cfg.part}/{cfg.num_parts}")
+    name = f"part {part}/{parts}"
+    size = None if cfg.max_sentences is None else -(-cfg.max_sentences // parts)
+    bar = tqdm(total=size, unit="sent", desc=f"featurize {name}")
     with bar:
         for index, texts in enumerate(_chunks(iter_sentences(corpus_spec(cfg), stats), cfg.shard_size)):
             if index == 0:  # claimed once the corpus reads: a bad --corpus leaves no store behind
-                store.claim(out, ident)
+                if w.leader:
+                    store.claim(out, ident)
+                w.barrier()  # the others claim a folder rank 0 has made a store
+                if not w.leader:
+                    store.claim(out, ident)
                 sources = store.donors(out, ident)
                 if sources:
                     logger.info(
                         "copying shards with the same sentences from %s", ", ".join(map(str, sources))
                     )
             total = index + 1
-            if index % cfg.num_parts != cfg.part:
+            if index % parts != part:
+                if w.size > 1 and w.leader:
+                    others[index] = store.texts_key(texts)
                 continue
             mine.append(index)
             sentences += len(texts)
@@ -125,10 +147,10 @@ def featurize(cfg: FeaturizeConfig) -> Path:
     seconds = time.perf_counter() - start
     if removed := store.remove_temps(out, mine):
         logger.info("removed %d temp file(s) an interrupted run left", removed)
-    _write_manifest(out, cfg, ident, mine, total, sentences, stats, seconds)
     logger.info(
-        "featurized %d sentences in %d shards (%d computed, %d already complete, %d copied from a "
-        "store beside it) in %.0f s; %s",
+        "%s: featurized %d sentences in %d shards (%d computed, %d already complete, %d copied from "
+        "a store beside it) in %.0f s; %s",
+        name,
         sentences,
         len(mine),
         computed,
@@ -137,7 +159,41 @@ def featurize(cfg: FeaturizeConfig) -> Path:
         seconds,
         stats.summary(),
     )
+    if w.size == 1:
+        _write_manifest(out, cfg, ident, mine, total, sentences, stats, seconds)
+        return out
+    waited = time.perf_counter()
+    w.barrier()  # every rank has written its shards
+    waited = time.perf_counter() - waited
+    if w.leader:
+        checked = time.perf_counter()
+        shards, sentences = _check_others(out, mine, sentences, others, parts)
+        ranks = {
+            "ranks": w.size,
+            "agree_seconds": round(talk, 4),  # the identity exchange
+            "wait_seconds": round(waited, 3),  # rank 0 waiting for the slowest rank
+            "check_seconds": round(time.perf_counter() - checked, 3),  # the other ranks' shards
+        }
+        _write_manifest(out, cfg, ident, shards, total, sentences, stats, seconds, ranks=ranks)
+    w.barrier()  # nobody goes on before the manifest is there
     return out
+
+
+def _check_others(
+    out: Path, mine: list[int], sentences: int, others: dict[int, tuple[int, str]], parts: int
+) -> tuple[list[int], int]:
+    """Rank 0, after every rank finished: all shards, complete and holding the corpus's texts."""
+    bad = []
+    for index, key in sorted(others.items()):
+        if (problem := store.shard_problem(out, index, key=key)) is not None:
+            bad.append(f"{store.shard_name(index)} (rank {index % parts}: {problem})")
+    if bad:
+        raise store.StoreError(
+            f"{out} on rank 0 lacks {len(bad)} shard(s) the other ranks wrote: {', '.join(bad[:3])}. "
+            "Give every rank the same folder (one machine, or a shared filesystem), or copy the "
+            "other machines' shards into it, then run the same command again: complete shards are kept."
+        )
+    return sorted([*mine, *others]), sentences + sum(k[0] for k in others.values())
 
 
 def _write_manifest(
@@ -151,6 +207,7 @@ def _write_manifest(
     seconds: float,
     stage: str = "featurize",
     inputs: list[manifest.Input] | None = None,
+    ranks: dict[str, Any] | None = None,
 ) -> None:
     files = [out / store.IDENTITY]
     for i in shards:
@@ -173,6 +230,7 @@ def _write_manifest(
             "part": cfg.part,
             "counts": {"sentences": sentences, "read": stats.read, "skipped": stats.skipped},
             "seconds": round(seconds, 3),
+            **({"distributed": ranks} if ranks else {}),
         },
     )
 

@@ -58,4 +58,5 @@ STAGE = Stage(
     wire=wire,
     run=run,
     check=check,
+    every_rank=True,
 )

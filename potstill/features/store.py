@@ -102,9 +102,18 @@ def remove_temps(folder: Path, indices: list[int]) -> int:
     return removed
 
 
-def shard_problem(folder: Path, index: int, texts: list[str] | None = None) -> str | None:
-    """Why shard `index` is not complete and sound (None when it is). With `texts`, also checks
-    that it holds exactly those texts."""
+def texts_key(texts: list[str]) -> tuple[int, str]:
+    """(count, sha256 of the .jsonl bytes): what a shard's record says of exactly these texts."""
+    return len(texts), hashlib.sha256(texts_bytes(texts)).hexdigest()
+
+
+def shard_problem(
+    folder: Path, index: int, texts: list[str] | None = None, key: tuple[int, str] | None = None
+) -> str | None:
+    """Why shard `index` is not complete and sound (None when it is). With `texts` (or their
+    `texts_key`), also checks that it holds exactly those texts."""
+    if texts is not None:
+        key = texts_key(texts)
     record = ShardRecord.read(folder, index)
     if record is None:
         return "no record"
@@ -112,10 +121,10 @@ def shard_problem(folder: Path, index: int, texts: list[str] | None = None) -> s
     for suffix in (".jsonl", ".npy"):
         if not (folder / f"{name}{suffix}").is_file():
             return f"{name}{suffix} missing"
-    if texts is not None:
-        if record.count != len(texts):
-            return f"holds {record.count} texts, the corpus gives {len(texts)}"
-        if hashlib.sha256(texts_bytes(texts)).hexdigest() != record.texts_sha256:
+    if key is not None:
+        if record.count != key[0]:
+            return f"holds {record.count} texts, the corpus gives {key[0]}"
+        if key[1] != record.texts_sha256:
             return "texts differ from the corpus"
     if sha256_file(folder / f"{name}.jsonl") != record.texts_sha256:
         return "texts file checksum mismatch"

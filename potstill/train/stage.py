@@ -29,4 +29,11 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     return manifest.read(cfg.out)
 
 
-STAGE = Stage(name="train", config=TrainConfig, supplied=("base", "features", "out"), wire=wire, run=run)
+STAGE = Stage(
+    name="train",
+    config=TrainConfig,
+    supplied=("base", "features", "out"),
+    wire=wire,
+    run=run,
+    every_rank=True,
+)

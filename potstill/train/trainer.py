@@ -29,8 +29,8 @@ import numpy as np
 from model2vec import StaticModel
 from tokenizers import Tokenizer
 
-from potstill import manifest
-from potstill.config import to_dict
+from potstill import distributed, manifest
+from potstill.config import ConfigError, to_dict
 from potstill.features import store
 from potstill.train import checkpoint
 from potstill.train.born_again import born_again_targets, teacher_targets
@@ -136,7 +136,10 @@ def run_round(
     """Train (or resume, or reuse) one round; returns its folded table and summary."""
     folder = out / name
     sha = round_hash(cfg, inputs, name)
-    if finished(folder, sha):
+    world = distributed.world()
+    is_done = finished(folder, sha)
+    world.agree(is_done, f"view of {folder} (finished or not)")
+    if is_done:
         logger.info("%s: already trained with these settings; reusing %s", name, folder)
         table, _, _ = load_base(folder)
         return table, manifest.read(folder)["training"]
@@ -161,7 +164,7 @@ def run_round(
     model.head_weight, model.head_bias = w, bias
     start = model.fold() if cfg.base_blend else None
     folder.mkdir(parents=True, exist_ok=True)
-    result: RoundResult = train_round(model, data, val, target_fn, cfg, folder, sha, label=name)
+    result: RoundResult = train_round(model, data, val, target_fn, cfg, folder, sha, label=name, world=world)
     trained = model.fold()
     if start is not None:  # WiSE-FT: mean pooling is linear, so this blends the embeddings too
         trained = ((1.0 - cfg.base_blend) * trained + cfg.base_blend * start).astype(np.float32)
@@ -178,18 +181,16 @@ def run_round(
         "train_seconds": round(result.seconds, 1),
         "loop_seconds": round(result.loop_seconds, 1),
     }
-    save_model(folder, trained, tokenizer, base_config, {"stage": "train", "round": name, "loss": cfg.loss})
-    checkpoint.remove(folder)
-    files = [p for p in folder.iterdir() if p.is_file() and p.name != manifest.MANIFEST]
-    manifest.write(
-        folder,
-        "train",
-        to_dict(cfg),
-        sha,
-        inputs,
-        files,
-        extra={"round_sha256": sha, "training": summary},
-    )
+    if world.size > 1:
+        summary["ranks"] = world.size
+    if world.leader:
+        info = {"stage": "train", "round": name, "loss": cfg.loss}
+        save_model(folder, trained, tokenizer, base_config, info)
+        checkpoint.remove(folder)
+        files = [p for p in folder.iterdir() if p.is_file() and p.name != manifest.MANIFEST]
+        extra = {"round_sha256": sha, "training": summary}
+        manifest.write(folder, "train", to_dict(cfg), sha, inputs, files, extra=extra)
+    world.barrier()  # the round's folder is complete before any rank goes on
     return trained, summary
 
 
@@ -198,6 +199,9 @@ def train(cfg: TrainConfig) -> Path:
     if not cfg.out or not cfg.base or not cfg.features:
         raise ValueError("train needs --base DIR, --features DIR and --out DIR")
     start = time.perf_counter()
+    world = distributed.world()
+    if cfg.batch_size < world.size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is below the {world.size} ranks sharing each batch")
     out = Path(cfg.out)
     base_dir = Path(cfg.base)
     base = load_base(base_dir)
@@ -207,10 +211,12 @@ def train(cfg: TrainConfig) -> Path:
     )
     teacher = check_teacher(base_dir, data)
     inputs = [manifest.Input.of(base_dir), manifest.Input.of(cfg.features)]
+    world.agree([i.manifest_sha256 for i in inputs], "base model or features (their manifests)")
     out.mkdir(parents=True, exist_ok=True)
     val_texts, val_emb = data.validation()
     pca = fit_target_pca((e for _, e in data.training_chunks()), table.shape[1])
-    save_pca(pca, out / "targets_pca.safetensors")
+    if world.leader:
+        save_pca(pca, out / "targets_pca.safetensors")
     logger.info(
         "train: %d training sentences, %d held out; target PCA keeps %.1f%% of the variance",
         data.train_size(),
@@ -226,9 +232,12 @@ def train(cfg: TrainConfig) -> Path:
             target_fn = born_again_targets(pca, previous, cfg.alpha)
             previous, summary = run_round(name, cfg, out, base, data, target_fn, val_texts, val_emb, inputs)
             rounds.append(summary)
-    else:
+    elif world.leader:
         shutil.rmtree(final, ignore_errors=True)
         shutil.copytree(out / "round1", final)
+    if not world.leader:
+        world.barrier()  # rank 0 writes the stage's manifest
+        return final
     files = [out / "targets_pca.safetensors"]
     manifest.write(
         out,
@@ -248,4 +257,5 @@ def train(cfg: TrainConfig) -> Path:
             "peak_rss_mb": round(peak_rss_mb(), 1),
         },
     )
+    world.barrier()
     return final

@@ -1,4 +1,8 @@
-"""Training losses; each takes (predictions, targets, negatives mask) and returns a scalar."""
+"""Training losses; each takes (predictions, targets, negatives mask) and returns a scalar.
+
+The first len(predictions) targets are the predictions' own; any further rows (the rest of a
+batch split between ranks) are more in-batch negatives for the contrastive loss, unused by the
+others. The mask is (predictions, targets)."""
 
 from __future__ import annotations
 
@@ -27,9 +31,9 @@ def get(name: str, temperature: float) -> LossFn:
     if name == Loss.CONTRASTIVE:
         return lambda p, t, m: contrastive(p, t, m, temperature)
     if name == Loss.COSINE:
-        return lambda p, t, m: cosine(p, t)
+        return lambda p, t, m: cosine(p, t[: p.shape[0]])
     if name == Loss.MSE:
-        return lambda p, t, m: mse(p, t)
+        return lambda p, t, m: mse(p, t[: p.shape[0]])
     raise ValueError(f"loss {name!r} is not known; use contrastive, cosine or mse")
 
 
