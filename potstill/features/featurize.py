@@ -125,14 +125,15 @@ def featurize(cfg: FeaturizeConfig) -> Path:
                 continue
             mine.append(index)
             sentences += len(texts)
-            problem = store.shard_problem(out, index, texts)
+            key = store.texts_key(texts)
+            problem = store.shard_problem(out, index, key)
             if problem is None:
                 skipped += 1
                 bar.update(len(texts))
                 continue
             if problem != "no record":
                 logger.warning("shard %d is incomplete or corrupt (%s): recomputing it", index, problem)
-            if any(store.copy_shard(d, out, index, texts) for d in sources):
+            if any(store.copy_shard(d, out, index, texts, key) for d in sources):
                 copied += 1
                 bar.update(len(texts))
                 continue
@@ -185,7 +186,7 @@ def _check_others(
     """Rank 0, after every rank finished: all shards, complete and holding the corpus's texts."""
     bad = []
     for index, key in sorted(others.items()):
-        if (problem := store.shard_problem(out, index, key=key)) is not None:
+        if (problem := store.shard_problem(out, index, key)) is not None:
             bad.append(f"{store.shard_name(index)} (rank {index % parts}: {problem})")
     if bad:
         raise store.StoreError(

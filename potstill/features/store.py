@@ -107,13 +107,9 @@ def texts_key(texts: list[str]) -> tuple[int, str]:
     return len(texts), hashlib.sha256(texts_bytes(texts)).hexdigest()
 
 
-def shard_problem(
-    folder: Path, index: int, texts: list[str] | None = None, key: tuple[int, str] | None = None
-) -> str | None:
-    """Why shard `index` is not complete and sound (None when it is). With `texts` (or their
-    `texts_key`), also checks that it holds exactly those texts."""
-    if texts is not None:
-        key = texts_key(texts)
+def shard_problem(folder: Path, index: int, key: tuple[int, str] | None = None) -> str | None:
+    """Why shard `index` is not complete and sound (None when it is). With `key` (the expected
+    texts' `texts_key`), also checks that it holds exactly those texts."""
     record = ShardRecord.read(folder, index)
     if record is None:
         return "no record"
@@ -205,10 +201,10 @@ def donors(folder: Path, identity: dict[str, Any]) -> list[Path]:
     return found
 
 
-def copy_shard(source: Path, folder: Path, index: int, texts: list[str]) -> bool:
+def copy_shard(source: Path, folder: Path, index: int, texts: list[str], key: tuple[int, str]) -> bool:
     """Copy shard `index` from store `source` into `folder` when `source` holds it complete, sound
-    and with exactly `texts`; False (nothing written) otherwise."""
-    if shard_problem(source, index, texts) is not None:
+    and with exactly `texts` (whose `texts_key` is `key`); False (nothing written) otherwise."""
+    if shard_problem(source, index, key) is not None:
         return False
     _, embeddings = read_shard(source, index, verify=False)  # shard_problem just checked both files
     write_shard(folder, index, texts, embeddings)

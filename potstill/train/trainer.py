@@ -235,27 +235,25 @@ def train(cfg: TrainConfig) -> Path:
     elif world.leader:
         shutil.rmtree(final, ignore_errors=True)
         shutil.copytree(out / "round1", final)
-    if not world.leader:
-        world.barrier()  # rank 0 writes the stage's manifest
-        return final
-    files = [out / "targets_pca.safetensors"]
-    manifest.write(
-        out,
-        "train",
-        to_dict(cfg),
-        round_hash(cfg, inputs, "final"),
-        inputs,
-        files,
-        extra={
-            "teacher": teacher,
-            "rows": int(table.shape[0]),
-            "dims": int(table.shape[1]),
-            "train_sentences": data.train_size(),
-            "held_out_sentences": len(val_texts),
-            "rounds": rounds,
-            "seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        },
-    )
-    world.barrier()
+    if world.leader:
+        files = [out / "targets_pca.safetensors"]
+        manifest.write(
+            out,
+            "train",
+            to_dict(cfg),
+            round_hash(cfg, inputs, "final"),
+            inputs,
+            files,
+            extra={
+                "teacher": teacher,
+                "rows": int(table.shape[0]),
+                "dims": int(table.shape[1]),
+                "train_sentences": data.train_size(),
+                "held_out_sentences": len(val_texts),
+                "rounds": rounds,
+                "seconds": round(time.perf_counter() - start, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            },
+        )
+    world.barrier()  # the stage's manifest is written before any rank goes on
     return final
