@@ -37,3 +37,11 @@ def rows_of(model: Path) -> int:
 
     with safe_open(str(model / "model.safetensors"), "numpy") as fh:
         return int(fh.get_slice("embeddings").get_shape()[0])
+
+
+def report(lines: list[str], out: Path, payload: dict[str, Any]) -> None:
+    """Print a benchmark's table and write it, with the payload, as its results json."""
+    table = "\n".join(lines)
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**payload, "table": table}, indent=2) + "\n", encoding="utf-8")

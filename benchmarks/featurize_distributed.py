@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared/data/corpus/wiki/sentences.txt.gz"
@@ -154,11 +155,7 @@ def main() -> None:
     for n in PROJECT:
         t = reading + encode / n + per_shard_check * (shards - -(-shards // n)) + (fixed if n > 1 else 0.0)
         lines.append(f"| {n} | {t:.1f} | {anchor['stage_seconds'] / t:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"jobs": jobs, "read_seconds": reading, "table": table}
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    report(lines, args.out, {"jobs": jobs, "read_seconds": reading})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import report
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared/data/corpus/wiki/sentences.txt.gz"
 TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -108,11 +110,7 @@ def main() -> None:
         + ", ".join(f"{k}: {v:.0f} MB" for k, v in sorted(rss.items()))
         + ".",
     ]
-    table = "\n".join(lines)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"results": results, "rss_by_size": rss, "table": table}
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    report(lines, args.out, {"results": results, "rss_by_size": rss})
 
 
 _RSS_PROBE = """

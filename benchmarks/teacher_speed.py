@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import report
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared/data/corpus/wiki/sentences.txt.gz"
 TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -148,11 +150,7 @@ def main() -> None:
             f"{slow['tokens_per_s']:.0f} | {slow['tokens_per_s'] / st_rate:.2f}x "
             f"({ratio_slow:.3f}x the fast-BLAS MLX teacher on the same {slow_n}) |"
         )
-    table = "\n".join(lines)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    data = {"runs": runs, "blas_none": slow, "blas_default_same_subset": fast_same, "table": table}
-    args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    report(lines, args.out, {"runs": runs, "blas_none": slow, "blas_default_same_subset": fast_same})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import report
 from safetensors.numpy import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,11 +76,7 @@ def main() -> None:
         f"| {r['round']} | {r['max_abs']:.1e} | {r['mean_abs']:.1e} | {r['min_row_cosine']:.7f} |"
         for r in rows
     ]
-    table = "\n".join(lines)
-    print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"walls": walls, "rounds": rows, "table": table}
-    args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    report(lines, args.out, {"walls": walls, "rounds": rows})
 
 
 if __name__ == "__main__":
