@@ -114,3 +114,23 @@ def test_mlx_matmuls_run_on_the_fast_blas():
         assert proc.returncode == 0, proc.stderr
         speeds[blas] = float(proc.stdout.split()[-1])
     assert speeds["auto"] > 5 * speeds["none"], speeds
+
+
+def test_openblas_ranks_first_on_amd_and_mkl_first_elsewhere():
+    from pathlib import Path
+
+    from potstill.teacher import backend
+
+    mkl, openblas = Path("/venv/lib/libmkl_rt.so.2"), Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")
+    assert backend.rank([mkl, openblas], backend.AMD) == [openblas, mkl]
+    assert backend.rank([openblas, mkl], "GenuineIntel") == [mkl, openblas]
+    assert backend.rank([mkl, openblas], "") == [mkl, openblas]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo")
+def test_cpu_vendor_reads_proc_cpuinfo():
+    from potstill.teacher import backend
+
+    vendor = backend.cpu_vendor()
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        assert vendor and f"vendor_id\t: {vendor}" in fh.read()

@@ -16,6 +16,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from potstill.teacher import kernels
+
 
 class UnsupportedModelError(ValueError):
     """The checkpoint is not an encoder that potstill can run."""
@@ -65,77 +67,11 @@ class BertConfig:
         return cfg
 
 
-# Rational approximation of erf on [-4, 4] (the one XLA and Eigen use for float32; max abs error
-# ~5e-7 here). MLX's CPU `erf`/`exp`/`tanh` are scalar and ~50x slower than a multiply, so the
-# exact GELU took more time than the matmuls around it; this one is only multiplies and adds.
-_ERF_NUM = (
-    -2.72614225801306e-10,
-    2.77068142495902e-08,
-    -2.10102402082508e-06,
-    -5.69250639462346e-05,
-    -7.34990630326855e-04,
-    -2.95459980854025e-03,
-    -1.60960333262415e-02,
-)
-_ERF_DEN = (
-    -1.45660718464996e-05,
-    -2.13374055278905e-04,
-    -1.68282697438203e-03,
-    -7.37332916720468e-03,
-    -1.42647390514189e-02,
-)
-
-
-def erf_rational(x: mx.array) -> mx.array:
-    """erf(x) to float32 accuracy from multiplies, adds and one divide."""
-    x = mx.clip(x, -4.0, 4.0)
-    x2 = x * x
-    p = x2 * _ERF_NUM[0] + _ERF_NUM[1]
-    for c in _ERF_NUM[2:]:
-        p = p * x2 + c
-    q = x2 * _ERF_DEN[0] + _ERF_DEN[1]
-    for c in _ERF_DEN[2:]:
-        q = q * x2 + c
-    return x * p / q
-
-
-def _gelu_erf(x: mx.array) -> mx.array:
-    return 0.5 * x * (1.0 + erf_rational(x * 0.7071067811865476))
-
-
-# Exact (erf) GELU as BERT defines it, through `erf_rational`, fused into one kernel. Not
-# shapeless: MLX's CPU shapeless kernels read every constant through a broadcast and ran 2x slower;
-# a new shape re-traces (about a millisecond) and reuses the same JIT-built contiguous kernel.
-gelu_erf = mx.compile(_gelu_erf)
-
-
-def _exp_nonpositive(x: mx.array) -> mx.array:
-    """exp(x) for x <= 0 from multiplies only: exp(x / 128) by its Taylor series (degree 6, exact
-    to float32 on [-0.68, 0]), squared 7 times; relative error < 2e-5, and below exp(-87) it is 0.
-    MLX's CPU `exp` is scalar and took most of the attention's time."""
-    x = mx.maximum(x, -87.0) * (1.0 / 128)
-    p = 1.0 + x * (1.0 + x * (1 / 2 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120 + x * (1 / 720))))))
-    for _ in range(7):
-        p = p * p
-    return p
-
-
-exp_nonpositive = mx.compile(_exp_nonpositive)
-
-
-def softmax_cpu(scores: mx.array) -> mx.array:
-    """Softmax over the last axis through `exp_nonpositive`: 4x faster than `mx.softmax` on CPU.
-    A row's relative error is the same smooth function of each score, so normalising cancels most
-    of it (the parity tests hold it to a min cosine of 0.99999 against PyTorch)."""
-    z = exp_nonpositive(scores - mx.max(scores, axis=-1, keepdims=True))
-    return z * mx.reciprocal(mx.sum(z, axis=-1, keepdims=True))
-
-
 _ACTIVATIONS = {
-    "gelu": gelu_erf,
+    "gelu": kernels.gelu_erf,
     "gelu_new": nn.gelu_approx,
     "gelu_pytorch_tanh": nn.gelu_approx,
-    "relu": nn.relu,
+    "relu": kernels.relu,
 }
 
 
@@ -172,7 +108,7 @@ class Attention(nn.Module):
         if mx.default_device() == mx.cpu:
             # MLX's fused attention on CPU spends most of its time in a scalar `exp`.
             scores = (q * self.head_dim**-0.5) @ k.transpose(0, 1, 3, 2) + mask
-            o = softmax_cpu(scores) @ v
+            o = kernels.softmax(scores) @ v
         else:
             o = mx.fast.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5, mask=mask)
         return self.out(o.transpose(0, 2, 1, 3).reshape(b, length, -1))
@@ -216,7 +152,9 @@ class BertEncoder(nn.Module):
     def attention_bias(self, attention_mask: mx.array, dtype: mx.Dtype) -> mx.array:
         """What every layer adds to its attention scores: 0 over tokens, a large negative number
         over padding keys; (batch, 1, 1, length)."""
-        neg = mx.array(-1e9 if dtype == mx.float32 else -6e4, dtype=dtype)
+        # -1e4, as BERT's own: far below any real score, and small enough for the CPU softmax's
+        # branch-free floor (`kernels.exp_nonpositive`) to stay exact.
+        neg = mx.array(-1e4, dtype=dtype)
         return mx.where(attention_mask[:, None, None, :].astype(mx.bool_), mx.array(0, dtype), neg)
 
 
