@@ -11,6 +11,7 @@ This module must not import ``mlx`` at module level: it runs before MLX is loade
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import logging
 import os
@@ -57,6 +58,7 @@ OPENBLAS_HINT = (
 )
 
 
+@functools.cache
 def cpu_vendor() -> str:
     """The CPU's `vendor_id` (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; '' if unknown."""
     try:
