@@ -53,7 +53,7 @@ def _prefixes() -> list[Path]:
 
 AMD = "AuthenticAMD"
 OPENBLAS_HINT = (
-    "on AMD CPUs a system OpenBLAS runs MLX's matmuls ~1.5x faster than MKL "
+    "on AMD CPUs the teacher ran ~1.2x faster on a system OpenBLAS than on MKL "
     "(apt-get install libopenblas0-pthread; potstill then picks it)"
 )
 
@@ -74,11 +74,8 @@ def cpu_vendor() -> str:
 def rank(libraries: list[Path], vendor: str) -> list[Path]:
     """BLAS libraries best first for this CPU: MKL before OpenBLAS, except on AMD CPUs.
 
-    On an AMD EPYC (Zen 3) MLX's float32 matmuls ran ~1.5x faster on Debian's OpenBLAS 0.3.21 than
-    on MKL 2026.2 (BENCHMARKS.md, "Teacher speed"). MKL loses part of that to MLX's CPU allocator,
-    whose buffers start 8 bytes past a 16-byte boundary (an 8-byte size header before the data):
-    MKL's sgemm writes such an output ~25% slower than an aligned one; OpenBLAS does not care.
-    """
+    On an AMD EPYC (Zen 3) the MLX teacher ran 1.17x (MiniLM) and 1.24x (MPNet) faster on Debian's
+    OpenBLAS 0.3.21 than on MKL 2026.2, in one run (BENCHMARKS.md, "Teacher speed")."""
     openblas_first = vendor == AMD
     return sorted(libraries, key=lambda p: ("openblas" in p.name) != openblas_first)
 
