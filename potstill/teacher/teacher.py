@@ -2,15 +2,18 @@
 
 `Teacher.load(id_or_path)` reads the checkpoint, its tokenizer and its sentence-transformers
 metadata (pooling, normalisation, max length, prompts). `encode(texts)` sorts texts by token
-count, pads each batch to its longest text, spreads batches over
-one MLX stream per CPU core, then restores the input order.
+count, pads each batch to its longest text, then restores the input order. On a multi-core CPU
+a large job runs on one worker process per core (`workers`), a small one on one MLX stream per
+core in this process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from functools import cached_property
@@ -23,6 +26,7 @@ from mlx.utils import tree_flatten
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 
+from potstill import distributed
 from potstill.teacher import checkpoint, encoders, quantized
 from potstill.teacher.backend import blas_threads, cpu_cores, on_cpu
 from potstill.teacher.bert import BertEncoder, load_weights
@@ -43,6 +47,8 @@ _METADATA_FILES = (
     "config_sentence_transformers.json",
     "README.md",
 )
+WORKERS_ENV = "POTSTILL_TEACHER_WORKERS"  # worker processes for large jobs; 0: encode in-process
+POOL_MIN_TOKENS = 50_000  # a smaller first job runs in-process: starting the workers costs seconds
 
 
 class Teacher:
@@ -57,6 +63,7 @@ class Teacher:
         meta: checkpoint.SentenceMeta,
         quantization: dict[str, Any] | None,
         max_seq_length: int,
+        dtype: mx.Dtype = mx.float32,
     ):
         self.name = name
         self.folder = folder
@@ -65,7 +72,11 @@ class Teacher:
         self.meta = meta
         self.quantization = quantization
         self.max_seq_length = max_seq_length
+        self.dtype = dtype
         self.cpu_streams = cpu_cores()
+        self.workers = default_workers()
+        self.pool_min_tokens = POOL_MIN_TOKENS
+        self._pool: Any = None  # workers.Pool, started by the first large job
 
     # ----------------------------------------------------------------------------------- loading
     @classmethod
@@ -125,7 +136,7 @@ class Teacher:
         tokenizer = _load_tokenizer(folder)
         # Truncate the text, not the special tokens: [CLS] ... [SEP] as sentence-transformers does.
         tokenizer.enable_truncation(max_length=limit)
-        return cls(str(id_or_path), folder, model, tokenizer, meta, block, limit)
+        return cls(str(id_or_path), folder, model, tokenizer, meta, block, limit, dtype)
 
     def save(self, out: Path) -> None:
         """Write this teacher as an MLX folder that `Teacher.load` reads back exactly."""
@@ -161,6 +172,11 @@ class Teacher:
     def dim(self) -> int:
         """Width of the teacher's embeddings."""
         return self.model.config.hidden_size
+
+    @property
+    def dtype_name(self) -> str:
+        """The float dtype the weights were loaded in, e.g. 'float32'."""
+        return str(self.dtype).rsplit(".", 1)[-1]
 
     @property
     def pooling(self) -> str:
@@ -238,9 +254,30 @@ class Teacher:
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         if not len(ids):
             return out
-        for idx, _, pooled in self._run_batches(ids, batch_size, self._forward(pooling, skip_leading)):
-            out[idx] = np.array(pooled.astype(mx.float32), copy=False)
+        rows, batches = self._plan(ids, batch_size)
+        pool = self._pool_for(rows, batches)
+        if pool is not None:
+            # Longest batches first: the last ones to finish are then short, and no core idles long.
+            jobs = (
+                (idx, *_pad_rows([rows[i] for i in idx], self.max_seq_length)) for idx in reversed(batches)
+            )
+            try:
+                for idx, pooled in pool.run(jobs, pooling, skip_leading):
+                    out[idx] = pooled
+            except BaseException:
+                self.close()  # a worker failed, or Ctrl-C: the next job starts fresh workers
+                raise
+        else:
+            forward = self._forward(pooling, skip_leading)
+            for idx, _, result in self._run_batches(rows, batches, forward):
+                out[idx] = np.array(result.astype(mx.float32), copy=False)
         return normalise(out) if normalize else out
+
+    def close(self) -> None:
+        """Stop this teacher's worker processes, if it started any (also done when it is freed)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def hidden_states(
         self, ids: Sequence[Sequence[int]], *, batch_size: int = 64
@@ -253,30 +290,47 @@ class Teacher:
         def run(tokens: mx.array, mask: mx.array) -> mx.array:
             return model(tokens, mask)
 
-        for idx, (tokens, mask), hidden in self._run_batches(ids, batch_size, run):
+        rows, batches = self._plan(ids, batch_size)
+        for idx, (tokens, mask), hidden in self._run_batches(rows, batches, run):
             padded = np.where(np.array(mask) > 0, np.array(tokens), -1).astype(np.int32)
             yield idx, np.array(hidden.astype(mx.float32), copy=False), padded
 
-    def _run_batches(
-        self,
-        ids: Sequence[Sequence[int]],
-        batch_size: int,
-        forward: Callable[[mx.array, mx.array], mx.array],
-    ) -> Iterator[tuple[np.ndarray, tuple[mx.array, mx.array], mx.array]]:
-        """Run `forward(tokens, mask)` over length-sorted batches; yields (indices, (tokens,
-        mask), result)."""
+    def _plan(
+        self, ids: Sequence[Sequence[int]], batch_size: int
+    ) -> tuple[list[list[int]], list[np.ndarray]]:
+        """The rows cut to `max_seq_length`, and batches of row indices in length order."""
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
-        if not len(ids):
-            return
         cap = self.max_seq_length
         # Over-long sequences keep their last (special) token, as tokenizer truncation does.
-        ids = [list(s) if len(s) <= cap else [*s[: cap - 1], s[-1]] for s in ids]
-        lengths = np.array([len(s) for s in ids])
+        rows = [list(s) if len(s) <= cap else [*s[: cap - 1], s[-1]] for s in ids]
+        lengths = np.array([len(s) for s in rows])
         if (lengths == 0).any():
             raise ValueError(f"sequence {int(np.argmin(lengths))} has no tokens")
         order = np.argsort(lengths, kind="stable")
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return rows, [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def _pool_for(self, rows: list[list[int]], batches: list[np.ndarray]) -> Any:
+        """The worker pool for this job, started if the job is large enough; None: in-process."""
+        if self.workers < 2 or len(batches) < 2 or not on_cpu():
+            return None
+        if self._pool is None:
+            if sum(map(len, rows)) < self.pool_min_tokens:
+                return None
+            from potstill.teacher.workers import Pool  # lazy: `python -m` runs that module
+
+            self._pool = Pool(self, self.workers)
+            weakref.finalize(self, self._pool.close)
+        return self._pool
+
+    def _run_batches(
+        self,
+        rows: list[list[int]],
+        batches: list[np.ndarray],
+        forward: Callable[[mx.array, mx.array], mx.array],
+    ) -> Iterator[tuple[np.ndarray, tuple[mx.array, mx.array], mx.array]]:
+        """Run `forward(tokens, mask)` over the batches in this process; yields (indices,
+        (tokens, mask), result)."""
         streams = self._streams()
         # One stream per core, each running whole batches with a one-thread BLAS: MLX's CPU
         # element-wise ops are single-threaded, so this keeps every core busy all the time.
@@ -285,7 +339,7 @@ class Teacher:
             for group in range(0, len(batches), len(streams)):
                 running = []
                 for stream, idx in zip(streams, batches[group : group + len(streams)], strict=False):
-                    tokens, mask = _pad([ids[i] for i in idx], self.max_seq_length)
+                    tokens, mask = map(mx.array, _pad_rows([rows[i] for i in idx], self.max_seq_length))
                     with mx.stream(stream):
                         running.append((idx, (tokens, mask), forward(tokens, mask)))
                 mx.eval([r for *_, r in running])
@@ -334,7 +388,22 @@ def _cpu_streams(n: int) -> list[mx.Stream]:
     return _STREAMS[:n]
 
 
-def _pad(rows: list[list[int]], cap: int) -> tuple[mx.array, mx.array]:
+def default_workers() -> int:
+    """Worker processes for large jobs: POTSTILL_TEACHER_WORKERS, else one per core on a
+    multi-core CPU; 0 (in-process) on a GPU, on one core, and under mlx.launch, whose ranks
+    already divide the machine."""
+    setting = os.environ.get(WORKERS_ENV, "").strip()
+    if setting:
+        if not setting.isdigit():
+            raise ValueError(f"{WORKERS_ENV}={setting!r} should be a number of processes (0: none)")
+        return int(setting)
+    if not on_cpu() or distributed.launched():
+        return 0
+    cores = cpu_cores()
+    return cores if cores > 1 else 0
+
+
+def _pad_rows(rows: list[list[int]], cap: int) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad id rows to the longest row: (tokens, 0/1 mask), int32. Only the encoder's
     element-wise kernels are compiled, and a new shape just re-traces them, so exact widths cost
     nothing and short rows (a vocabulary token is 3 ids) waste no compute on padding."""
@@ -344,7 +413,7 @@ def _pad(rows: list[list[int]], cap: int) -> tuple[mx.array, mx.array]:
     for i, r in enumerate(rows):
         tokens[i, : len(r)] = r
         mask[i, : len(r)] = 1
-    return mx.array(tokens), mx.array(mask)
+    return tokens, mask
 
 
 def _load_tokenizer(folder: Path) -> Tokenizer:
