@@ -38,12 +38,12 @@ from typing import Any, cast
 import mlx.core as mx
 import numpy as np
 
+from potstill.teacher.backend import ENV_VAR as BLAS_ENV
 from potstill.teacher.backend import blas_state, blas_threads
-from potstill.teacher.teacher import Teacher
+from potstill.teacher.teacher import WORKERS_ENV, Teacher
 
 logger = logging.getLogger(__name__)
 
-ENV_VAR = "POTSTILL_TEACHER_WORKERS"  # a number of worker processes; 0 encodes in-process
 START_TIMEOUT_S = 300.0  # loading a large teacher from a slow disk
 IN_FLIGHT = 2  # batches queued per worker, so none waits while the parent reads a result
 
@@ -84,7 +84,9 @@ class Pool:
     def _start(self, snapshot: Path, dtype: str) -> None:
         ours, theirs = socket.socketpair()
         env = os.environ | {
-            "POTSTILL_BLAS": blas_state().library or "none",  # the parent's BLAS, so the same bits
+            BLAS_ENV: blas_state().library or "none",  # the parent's BLAS, so the same bits
+            # One BLAS thread from the start (`blas_threads(1)` below holds it): a BLAS loaded
+            # without these starts a thread per core in every worker, all of them idle.
             "OPENBLAS_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
@@ -176,7 +178,7 @@ def _stopped(proc: subprocess.Popen[bytes], doing: str) -> WorkerError:
         code = "still running"
     return WorkerError(
         f"encoder worker {proc.pid} stopped while {doing} (exit code {code}; its error, if any, "
-        f"is above). Run again (finished work is kept), or set {ENV_VAR}=0 to encode in-process"
+        f"is above). Run again (finished work is kept), or set {WORKERS_ENV}=0 to encode in-process"
     )
 
 
